@@ -1,0 +1,109 @@
+"""Record writers: JSONL (one record a line), Parquet and CSV tables. Every output is atomic.
+
+Each writer takes an iterable of record *batches* (lists of dicts), so memory stays bounded by one
+batch whatever the size of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..atomic import atomic_path
+from .tables import TABLE_SCHEMAS, record_rows
+
+
+class RecordWriter:
+    """Writes batches of records under ``out_dir``; ``paths`` lists what it wrote."""
+
+    format = ""
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.paths: list[Path] = []
+
+    def write(self, batches: Iterable[list[dict[str, Any]]]) -> list[Path]:
+        raise NotImplementedError
+
+
+class JsonlRecordWriter(RecordWriter):
+    format = "jsonl"
+
+    def write(self, batches):
+        target = self.out_dir / "records.jsonl"
+        with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            for batch in batches:
+                for rec in batch:
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.paths = [target]
+        return self.paths
+
+
+class ParquetRecordWriter(RecordWriter):
+    """One Parquet file per table under ``OUT/parquet/``, one row group per batch."""
+
+    format = "parquet"
+
+    def write(self, batches):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = self.out_dir / "parquet"
+        with contextlib.ExitStack() as stack:
+            tmps = {name: stack.enter_context(atomic_path(folder / f"{name}.parquet"))
+                    for name in TABLE_SCHEMAS}
+            writers = {name: pq.ParquetWriter(tmps[name], schema, compression="zstd")
+                       for name, schema in TABLE_SCHEMAS.items()}
+            try:
+                for batch in batches:
+                    rows: dict[str, list] = {name: [] for name in TABLE_SCHEMAS}
+                    for rec in batch:
+                        for table, row in record_rows(rec):
+                            rows[table].append(row)
+                    for name, table_rows in rows.items():
+                        if table_rows:
+                            writers[name].write_table(
+                                pa.Table.from_pylist(table_rows, schema=TABLE_SCHEMAS[name]))
+            finally:
+                for w in writers.values():
+                    w.close()
+        self.paths = [folder / f"{name}.parquet" for name in TABLE_SCHEMAS]
+        return self.paths
+
+
+class CsvRecordWriter(RecordWriter):
+    """One CSV file per table under ``OUT/csv/`` (UTF-8, header row, RFC 4180 quoting)."""
+
+    format = "csv"
+
+    def write(self, batches):
+        folder = self.out_dir / "csv"
+        with contextlib.ExitStack() as stack:
+            writers = {}
+            for name, schema in TABLE_SCHEMAS.items():
+                tmp = stack.enter_context(atomic_path(folder / f"{name}.csv"))
+                f = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+                w = csv.DictWriter(f, fieldnames=schema.names, extrasaction="raise")
+                w.writeheader()
+                writers[name] = w
+            for batch in batches:
+                for rec in batch:
+                    for table, row in record_rows(rec):
+                        writers[table].writerow(row)
+        self.paths = [folder / f"{name}.csv" for name in TABLE_SCHEMAS]
+        return self.paths
+
+
+WRITERS: dict[str, type[RecordWriter]] = {
+    w.format: w for w in (JsonlRecordWriter, ParquetRecordWriter, CsvRecordWriter)}
+
+
+def get_writer(fmt: str, out_dir: str | Path) -> RecordWriter:
+    from ..errors import ConfigError
+
+    if fmt not in WRITERS:
+        raise ConfigError(f"unknown output format {fmt!r}; choose one of: {', '.join(WRITERS)}")
+    return WRITERS[fmt](out_dir)
