@@ -1,0 +1,58 @@
+"""``medtext.clinical_tokenizer.v1``: spaCy's English tokenizer plus clinical shorthand.
+
+Keeps dosing abbreviations ("b.i.d.", "p.r.n.", "q.h.s.") and slash shorthand ("s/p", "h/o",
+"r/o", "w/o") as single tokens, so sentence splitting and matching see them whole.
+"""
+
+from __future__ import annotations
+
+from spacy.attrs import NORM, ORTH
+from spacy.util import registry
+
+#: abbreviations that contain periods; the value is the expansion used as the token's norm
+DOTTED_ABBREVIATIONS: dict[str, str] = {
+    "b.i.d.": "twice a day", "t.i.d.": "three times a day", "q.i.d.": "four times a day",
+    "q.d.": "every day", "q.o.d.": "every other day", "p.r.n.": "as needed",
+    "p.o.": "by mouth", "q.h.s.": "at bedtime", "h.s.": "at bedtime", "a.c.": "before meals",
+    "p.c.": "after meals", "i.v.": "intravenous", "i.m.": "intramuscular", "s.c.": "subcutaneous",
+    "s.l.": "sublingual", "a.m.": "morning", "p.m.": "afternoon", "e.g.": "for example",
+    "i.e.": "that is", "approx.": "approximately", "y.o.": "years old", "pt.": "patient",
+    "pts.": "patients", "hx.": "history", "dx.": "diagnosis", "tx.": "treatment",
+    "rx.": "prescription", "sx.": "symptoms", "fx.": "fracture", "vs.": "versus",
+    "wk.": "week", "wks.": "weeks", "mo.": "month", "mos.": "months", "yr.": "year",
+    "yrs.": "years", "min.": "minute", "mins.": "minutes", "hr.": "hour", "hrs.": "hours",
+    "resp.": "respiratory", "cont.": "continue", "neg.": "negative", "pos.": "positive",
+    "no.": "number", "st.": "saint", "prof.": "professor", "dept.": "department",
+}
+
+#: dosing abbreviations that may end a sentence ("Take 25 mg b.i.d. Continue aspirin.")
+SENTENCE_FINAL_ABBREVIATIONS = frozenset({
+    "b.i.d.", "t.i.d.", "q.i.d.", "q.d.", "q.o.d.", "p.r.n.", "p.o.", "q.h.s.", "h.s.", "a.c.",
+    "p.c.", "i.v.", "i.m.", "s.c.", "s.l.", "a.m.", "p.m.", "etc.", "hrs.", "mins.", "wks.",
+    "yrs.", "mos.",
+})
+
+SLASH_SHORTHAND: dict[str, str] = {
+    "s/p": "status post", "h/o": "history of", "r/o": "rule out", "w/": "with",
+    "w/o": "without", "c/o": "complains of", "n/v": "nausea and vomiting", "a/p":
+    "assessment and plan", "b/l": "bilateral", "f/u": "follow up", "d/c": "discontinue",
+    "y/o": "years old", "n/v/d": "nausea, vomiting and diarrhea", "c/w": "consistent with",
+    "p/w": "presents with", "x/r": "x-ray",
+}
+
+
+def add_clinical_special_cases(tokenizer) -> None:
+    for table in (DOTTED_ABBREVIATIONS, SLASH_SHORTHAND):
+        for short, norm in table.items():
+            for variant in {short, short.upper(), short.capitalize()}:
+                tokenizer.add_special_case(variant, [{ORTH: variant, NORM: norm}])
+
+
+@registry.tokenizers("medtext.clinical_tokenizer.v1")
+def create_clinical_tokenizer():
+    def create(nlp):
+        tokenizer = registry.tokenizers.get("spacy.Tokenizer.v1")()(nlp)
+        add_clinical_special_cases(tokenizer)
+        return tokenizer
+
+    return create
