@@ -1,0 +1,136 @@
+"""The ``medtext`` command line. Imports stay lazy so ``--help`` is instant.
+
+Exit codes: 0 every input gave a record; 1 the run finished but some inputs are in
+``OUT/errors.jsonl``; 2 bad usage or configuration; 3 the output cannot be written;
+130 interrupted (finished chunks are kept: re-run with ``--resume``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="medtext", no_args_is_help=True, add_completion=False,
+    help="Clinical notes (text, PDF, JSONL/CSV/Parquet rows) to structured, coded records.\n\n"
+         "Exit codes: 0 all inputs gave records; 1 some inputs failed (see OUT/errors.jsonl); "
+         "2 bad usage or config; 3 output not writable; 130 interrupted (use --resume).")
+
+
+class Format(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+    csv = "csv"
+
+
+def _fail(message: str, code: int) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    inputs: List[Path] = typer.Argument(..., help="Files or folders: .txt .md .pdf .jsonl .csv .parquet"),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if missing)"),
+    fmt: Format = typer.Option(Format.jsonl, "--format", "-f", help="Record format"),
+    preset: str = typer.Option("default", help="Preset name, .cfg file or saved pipeline folder"),
+    batch_size: int = typer.Option(32, min=1, help="Documents per pipeline batch"),
+    n_process: int = typer.Option(1, min=1, help="Worker processes for CPU work"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+    resume: bool = typer.Option(False, help="Continue an earlier run in OUT, skipping finished inputs"),
+    overwrite: bool = typer.Option(False, help="Discard an earlier run in OUT and start again"),
+    limit: Optional[int] = typer.Option(None, min=1, help="Process at most N (new) documents"),
+    id_field: str = typer.Option("id", help="Id column of .jsonl/.csv/.parquet inputs"),
+    text_field: str = typer.Option("text", help="Text column of .jsonl/.csv/.parquet inputs"),
+    include_text: bool = typer.Option(True, "--text/--no-text", help="Copy the note text into records"),
+    chunk_size: int = typer.Option(256, min=1, help="Documents per committed journal part"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar"),
+) -> None:
+    """Process notes into records under OUT (records + errors.jsonl + summary.json)."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .errors import ConfigError, OutputError, UsageError
+    from .run import run as do_run
+
+    console = Console(stderr=True)
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                        TextColumn("{task.completed} docs"), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), console=console, disable=quiet, transient=False)
+    t0 = time.perf_counter()
+    try:
+        with progress:
+            task = progress.add_task("processing", total=None, rate="")
+
+            def tick(_res) -> None:
+                done = progress.tasks[0].completed + 1
+                progress.update(task, advance=1,
+                                rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} docs/s")
+
+            summary = do_run(inputs, output, fmt=fmt.value, preset=preset, batch_size=batch_size,
+                             n_process=n_process, chunk_size=chunk_size, resume=resume,
+                             overwrite=overwrite, limit=limit, include_text=include_text,
+                             id_field=id_field, text_field=text_field, device=device,
+                             on_result=tick)
+    except OutputError as e:
+        _fail(str(e), EXIT_OUTPUT)
+    except (ConfigError, UsageError) as e:
+        _fail(str(e), EXIT_USAGE)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: finished chunks are kept; re-run with --resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    line = (f"{summary.records} records, {summary.failures} failed inputs, "
+            f"{summary.entities} entities, {summary.errors_found} error findings, "
+            f"{summary.docs_per_s:.1f} docs/s")
+    if summary.skipped_done:
+        line += f"; {summary.skipped_done} already done (resumed)"
+    typer.echo(f"{line} -> {output}")
+    if summary.failures:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.failure_reasons.items()))
+        typer.echo(f"failed inputs ({reasons}) are listed in {output / 'errors.jsonl'}")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def info(preset: str = typer.Option("default", help="Preset to describe"),
+         as_json: bool = typer.Option(False, "--json", help="Print the pipeline metadata as JSON")) -> None:
+    """Show components, models and terminologies of a preset, with versions and licences."""
+    import json
+
+    from . import __version__
+    from .errors import ConfigError
+    from .pipeline import available_presets, load
+    from .records.build import SCHEMA_VERSION, pipeline_info
+
+    try:
+        nlp = load(preset)
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+    meta = pipeline_info(nlp)
+    if as_json:
+        typer.echo(json.dumps({"medtext": __version__, "schema_version": SCHEMA_VERSION,
+                               "presets": available_presets(), "pipeline": meta,
+                               "terminologies": []}, indent=2))
+        return
+    typer.echo(f"medtext {__version__} (record schema {SCHEMA_VERSION}); presets: "
+               f"{', '.join(available_presets())}")
+    typer.echo(f"preset {preset}: pipeline {meta['name']} {meta['version']}")
+    for c in meta["components"]:
+        typer.echo(f"  - {c['name']:<20} factory={c['factory']} version={c['version']} "
+                   f"model={c['model'] or '(rules, no model)'}")
+    typer.echo("terminologies: none in this preset yet")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""The public API: load a preset, turn inputs into Docs, stream records.
+
+    nlp = medtext.load()                               # preset "default"
+    nlp = medtext.load("default", medtext_sections={"patterns": {"hpi": ["story so far"]}})
+    doc = nlp("HPI: ...")
+    record = medtext.to_record(doc)
+    for record in medtext.process([Path("notes/")], errors="yield"): ...
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import ConfigError
+from .readers import Document, InputFailure, iter_documents
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 10_000_000  # characters; a 5 MB note is fine, 10 M chars is the ceiling
+
+
+def available_presets() -> list[str]:
+    return sorted(p.name[:-4] for p in resources.files("medtext.configs").iterdir()
+                  if p.name.endswith(".cfg"))
+
+
+def _preset_config(preset: str):
+    from spacy.util import load_config
+
+    path = Path(preset)
+    if preset in available_presets():
+        with resources.as_file(resources.files("medtext.configs") / f"{preset}.cfg") as p:
+            return load_config(p), f"medtext_{preset}"
+    if path.suffix == ".cfg" and path.is_file():
+        return load_config(path), path.stem
+    if path.is_dir() and (path / "config.cfg").is_file():
+        return None, str(path)
+    raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(available_presets())}, "
+                      "a path to a .cfg file, or a saved pipeline folder")
+
+
+def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
+         **component_overrides: dict[str, Any]):
+    """Return the spaCy ``Language`` for ``preset`` with per-component config overrides.
+
+    ``preset`` is a preset name (``medtext.pipeline.available_presets()``), a ``.cfg`` path or a
+    saved pipeline folder. Keyword arguments name a component and give config values for it, e.g.
+    ``load(medtext_sections={"detect_unknown": False})``.
+    """
+    import spacy
+    from confection import ConfigValidationError
+
+    from .extensions import register_extensions
+    from .records.build import register_pipeline
+
+    register_extensions()
+    config, name = _preset_config(str(preset))
+    try:
+        if config is None:
+            nlp = spacy.load(name, config={"components": component_overrides} if component_overrides else {})
+        else:
+            components = config.get("components", {})
+            for comp, values in component_overrides.items():
+                if comp not in components:
+                    raise ConfigError(f"no component {comp!r} in preset {preset!r}; it has: "
+                                      f"{', '.join(components)}")
+                if not isinstance(values, dict):
+                    raise ConfigError(f"override for {comp!r} must be a dict of config values")
+                components[comp].update(values)
+            nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+            nlp.meta["name"] = name.removeprefix("en_")
+            from . import __version__
+
+            nlp.meta["version"] = __version__
+    except ConfigValidationError as e:
+        raise ConfigError(f"invalid config for preset {preset!r}:\n{e}") from e
+    except (OSError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"cannot load preset {preset!r}: {e}") from e
+    nlp.max_length = max_length
+    register_pipeline(nlp)
+    return nlp
+
+
+def make_doc(nlp, document: Document):
+    """Tokenise a :class:`Document` into a Doc carrying id, source, lines and warnings."""
+    from .extensions import register_extensions
+
+    register_extensions()
+    doc = nlp.make_doc(document.text)
+    doc._.doc_id = document.doc_id
+    doc._.source = dict(document.source)
+    doc._.lines = document.lines
+    doc._.warnings = list(document.warnings)
+    return doc
+
+
+def to_record(doc, *, include_text: bool = True) -> dict[str, Any]:
+    """The record dict of a processed Doc (schema: ``medtext/records/record.schema.json``)."""
+    from .records.build import to_record as _to_record
+
+    return _to_record(doc, include_text=include_text)
+
+
+@dataclass
+class Result:
+    """What happened to one input: a record, or a failure (never both)."""
+
+    record: dict[str, Any] | None = None
+    failure: InputFailure | None = None
+    n_chars: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def process_documents(nlp, documents: list[Document], *, batch_size: int = 32,
+                      include_text: bool = True) -> list[Result]:
+    """Run the pipeline over ``documents``; a failing document becomes a failure, not a crash."""
+    from .records.build import pipeline_info, to_record as _to_record
+
+    info = pipeline_info(nlp)
+    results: list[Result | None] = [None] * len(documents)
+    docs, where = [], []
+    for i, d in enumerate(documents):
+        if len(d.text) > nlp.max_length:
+            results[i] = Result(failure=InputFailure(
+                d.doc_id, d.source, "too_large",
+                f"{d.source.get('path') or d.doc_id}: {len(d.text):,} characters, over the "
+                f"pipeline's max_length of {nlp.max_length:,}; split the note or raise max_length"))
+            continue
+        docs.append(make_doc(nlp, d))
+        where.append(i)
+    try:
+        done = list(nlp.pipe(docs, batch_size=batch_size))
+    except Exception:  # isolate the culprit: run one by one
+        log.debug("batch failed; retrying documents one by one", exc_info=True)
+        done = []
+        for doc in docs:
+            try:
+                done.append(nlp(doc))
+            except Exception as e:  # noqa: BLE001 - reported as an error row
+                log.debug("document %s failed", doc._.doc_id, exc_info=True)
+                done.append(e)
+    for i, doc_or_exc in zip(where, done):
+        d = documents[i]
+        if isinstance(doc_or_exc, Exception):
+            results[i] = Result(failure=InputFailure(
+                d.doc_id, d.source, "pipeline_error",
+                f"{d.source.get('path') or d.doc_id}: pipeline failed "
+                f"({type(doc_or_exc).__name__}: {doc_or_exc})"))
+        else:
+            rec = _to_record(doc_or_exc, include_text=include_text)
+            rec["pipeline"] = info
+            results[i] = Result(record=rec, n_chars=len(d.text))
+    return results  # type: ignore[return-value]
+
+
+# --- multi-process: one pipeline per worker process, loaded once ---------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(preset: str, overrides: dict, max_length: int, device: str) -> None:
+    from .device import use_device
+
+    use_device(device)
+    _WORKER["nlp"] = load(preset, max_length=max_length, **overrides)
+
+
+def _worker_run(documents: list[Document], batch_size: int, include_text: bool) -> list[Result]:
+    return process_documents(_WORKER["nlp"], documents, batch_size=batch_size,
+                             include_text=include_text)
+
+
+def iter_results(items: Iterable[Document | InputFailure], *, nlp=None, preset: str = "default",
+                 overrides: dict | None = None, batch_size: int = 32, n_process: int = 1,
+                 chunk_size: int | None = None, include_text: bool = True,
+                 max_length: int = DEFAULT_MAX_LENGTH, device: str = "cpu") -> Iterator[Result]:
+    """Stream a :class:`Result` for every item, in input order, with bounded memory."""
+    from .device import use_device
+
+    overrides = overrides or {}
+    chunk_size = chunk_size or max(batch_size, 1) * 4
+    if n_process > 1 and nlp is not None:
+        raise ConfigError("n_process > 1 loads the pipeline in each worker: pass preset=..., not nlp")
+    if n_process <= 1:
+        use_device(device)
+        nlp = nlp or load(preset, max_length=max_length, **overrides)
+        for chunk in _chunks(items, chunk_size):
+            yield from _run_chunk(chunk, lambda docs: process_documents(
+                nlp, docs, batch_size=batch_size, include_text=include_text))
+        return
+    with ProcessPoolExecutor(n_process, initializer=_worker_init,
+                             initargs=(preset, overrides, max_length, device)) as pool:
+        pending = []
+        for chunk in _chunks(items, chunk_size):
+            docs = [d for d in chunk if isinstance(d, Document)]
+            pending.append((chunk, pool.submit(_worker_run, docs, batch_size, include_text)))
+            while len(pending) > 2 * n_process:
+                yield from _merge(*pending.pop(0))
+        while pending:
+            yield from _merge(*pending.pop(0))
+
+
+def _chunks(items, size):
+    chunk = []
+    for it in items:
+        chunk.append(it)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _run_chunk(chunk, fn):
+    docs = [d for d in chunk if isinstance(d, Document)]
+    done = iter(fn(docs) if docs else [])
+    for it in chunk:
+        yield next(done) if isinstance(it, Document) else Result(failure=it)
+
+
+def _merge(chunk, future):
+    done = iter(future.result())
+    for it in chunk:
+        yield next(done) if isinstance(it, Document) else Result(failure=it)
+
+
+def process(inputs: Iterable[Any], *, nlp=None, preset: str = "default",
+            overrides: dict | None = None, batch_size: int = 32, n_process: int = 1,
+            errors: str = "raise", include_text: bool = True, id_field: str = "id",
+            text_field: str = "text", device: str = "cpu") -> Iterator[dict[str, Any]]:
+    """Stream one record per input document.
+
+    ``inputs`` holds :class:`pathlib.Path` objects (files or folders), ``str`` texts, or
+    ``(id, text)`` pairs. ``errors`` says what happens to an input that yields no record:
+    ``"raise"`` (an :class:`~medtext.errors.InputError`), ``"skip"`` (logged at WARNING) or
+    ``"yield"`` (an error row ``{"doc_id", "source", "row", "reason", "message"}`` is yielded in
+    its place; tell them apart by the ``"reason"`` key).
+    """
+    from .errors import InputError
+
+    if errors not in ("raise", "skip", "yield"):
+        raise ConfigError(f"errors must be 'raise', 'skip' or 'yield', not {errors!r}")
+    docs = iter_documents(inputs, id_field=id_field, text_field=text_field)
+    for res in iter_results(docs, nlp=nlp, preset=preset, overrides=overrides,
+                            batch_size=batch_size, n_process=n_process,
+                            include_text=include_text, device=device):
+        if res.record is not None:
+            yield res.record
+        elif errors == "raise":
+            raise InputError(res.failure.source.get("path") or res.failure.doc_id,
+                             res.failure.message, reason=res.failure.reason)
+        elif errors == "yield":
+            yield res.failure.to_row()
+        else:
+            log.warning("skipped %s: %s", res.failure.doc_id, res.failure.reason)
