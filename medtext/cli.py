@@ -64,15 +64,19 @@ def run(
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                         TextColumn("{task.completed} docs"), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=console, disable=quiet, transient=False)
-    t0 = time.perf_counter()
     try:
         with progress:
-            task = progress.add_task("processing", total=None, rate="")
+            task = progress.add_task("loading pipeline", total=None, rate="")
+            started: list[float] = []
 
             def tick(_res) -> None:
+                if not started:  # the rate counts from the first result, not the model load
+                    started.append(time.perf_counter())
+                    progress.update(task, description="processing")
                 done = progress.tasks[0].completed + 1
+                elapsed = time.perf_counter() - started[0]
                 progress.update(task, advance=1,
-                                rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} docs/s")
+                                rate=f"{done / elapsed:.1f} docs/s" if elapsed > 0.5 else "")
 
             summary = do_run(inputs, output, fmt=fmt.value, preset=preset, batch_size=batch_size,
                              n_process=n_process, chunk_size=chunk_size, resume=resume,
@@ -126,6 +130,66 @@ def info(preset: str = typer.Option("default", help="Preset to describe"),
         typer.echo(f"  - {c['name']:<20} factory={c['factory']} version={c['version']} "
                    f"model={c['model'] or '(rules, no model)'}")
     typer.echo("terminologies: none in this preset yet")
+
+
+@app.command()
+def export(
+    output: Path = typer.Argument(..., help="Folder to save the pipeline to (spaCy's to_disk layout)"),
+    preset: str = typer.Option("default", help="Preset to export"),
+    name: Optional[str] = typer.Option(None, help="Package name written into meta.json"),
+    version: Optional[str] = typer.Option(None, help="Package version written into meta.json"),
+) -> None:
+    """Save a preset as a spaCy pipeline folder (for `spacy package` or `medtext run --preset DIR`)."""
+    from . import __version__
+    from .errors import ConfigError
+    from .pipeline import load
+
+    try:
+        nlp = load(preset)
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+    if name:
+        nlp.meta["name"] = name
+    if version:
+        nlp.meta["version"] = version
+    nlp.meta["requirements"] = [f"medtext>={__version__}"]
+    nlp.meta.setdefault("description", f"medtext preset {preset}")
+    nlp.meta["license"] = "Apache-2.0"
+    try:
+        nlp.to_disk(output)
+    except OSError as e:
+        _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
+    typer.echo(f"saved {preset} ({', '.join(nlp.pipe_names)}) to {output}")
+
+
+@app.command()
+def summary(output: Path = typer.Argument(..., help="Output folder of an earlier `medtext run`")) -> None:
+    """Print what a finished run holds (counts, sections, failures) from OUT/summary.json."""
+    import json
+
+    path = output / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"{path} not found: is {output} the -o folder of a finished `medtext run`?", EXIT_USAGE)
+    except (OSError, ValueError) as e:
+        _fail(f"cannot read {path}: {e}", EXIT_USAGE)
+    total, run_, contents = data["total"], data["this_run"], data.get("contents", {})
+    typer.echo(f"{output}: {total['records']} records, {total['failures']} failed inputs "
+               f"(preset {data['preset']}, format {data['format']})")
+    if contents:
+        typer.echo("  by format: " + ", ".join(f"{k} {v}" for k, v in contents["records_by_format"].items()))
+        typer.echo("  " + ", ".join(f"{k} {contents[k]:,}" for k in
+                                    ("pages", "lines", "sections", "sentences", "entities",
+                                     "relations", "errors_found", "warnings")))
+        top = list(contents["sections_by_label"].items())[:12]
+        typer.echo("  sections: " + ", ".join(f"{k} {v}" for k, v in top))
+    if run_["failure_reasons"]:
+        typer.echo("  failures: " + ", ".join(f"{k} {v}" for k, v in sorted(run_["failure_reasons"].items()))
+                   + f" (see {output / 'errors.jsonl'})")
+    typer.echo(f"  last run: {run_['records']} records in {run_['seconds']:.2f} s "
+               f"({run_['docs_per_s']:.1f} docs/s, model load {run_.get('load_seconds', 0):.2f} s)")
+    typer.echo("  outputs: " + ", ".join(data["outputs"] + ["errors.jsonl", "summary.json"]))
 
 
 def main() -> None:

@@ -89,6 +89,7 @@ class RunSummary:
     errors_found: int = 0
     chars: int = 0
     seconds: float = 0.0
+    load_seconds: float = 0.0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     previous_records: int = 0
     previous_failures: int = 0
@@ -144,6 +145,15 @@ def run(inputs: Iterable[Path], out_dir: Path, *, fmt: str = "jsonl", preset: st
             taken += 1
             yield item
 
+    nlp = None
+    if n_process <= 1:  # load up front so docs/s measures processing, not the model load
+        from .device import use_device
+        from .pipeline import load
+
+        t_load = time.perf_counter()
+        use_device(device)
+        nlp = load(preset, **(overrides or {}))
+        summary.load_seconds = time.perf_counter() - t_load
     t0 = time.perf_counter()
     records: list[dict] = []
     failures: list[dict] = []
@@ -156,7 +166,7 @@ def run(inputs: Iterable[Path], out_dir: Path, *, fmt: str = "jsonl", preset: st
             records, failures = [], []
 
     results: Iterator[Result] = iter_results(
-        documents(), preset=preset, overrides=overrides, batch_size=batch_size,
+        documents(), nlp=nlp, preset=preset, overrides=overrides, batch_size=batch_size,
         n_process=n_process, chunk_size=chunk_size, include_text=include_text, device=device)
     try:
         for res in results:
@@ -186,11 +196,26 @@ def run(inputs: Iterable[Path], out_dir: Path, *, fmt: str = "jsonl", preset: st
 def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, fmt: str,
               preset: str) -> None:
     n_records = 0
+    totals = {"pages": 0, "chars": 0, "lines": 0, "sections": 0, "sentences": 0, "entities": 0,
+              "relations": 0, "errors_found": 0, "warnings": 0}
+    by_format: dict[str, int] = {}
+    section_labels: dict[str, int] = {}
 
     def counted(batches):
         nonlocal n_records
         for b in batches:
             n_records += len(b)
+            for rec in b:
+                totals["pages"] += rec.get("pages") or 0
+                totals["chars"] += rec.get("n_chars") or 0
+                totals["warnings"] += len(rec.get("warnings") or [])
+                for key in ("lines", "sections", "sentences", "entities", "relations"):
+                    totals[key] += len(rec.get(key) or [])
+                totals["errors_found"] += len(rec.get("errors") or [])
+                fmt_ = (rec.get("source") or {}).get("format") or "text"
+                by_format[fmt_] = by_format.get(fmt_, 0) + 1
+                for sec in rec.get("sections") or []:
+                    section_labels[sec["label"]] = section_labels.get(sec["label"], 0) + 1
             yield b
 
     writer.write(counted(journal.iter_rows("records")))
@@ -209,6 +234,10 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
                      "entities": summary.entities, "errors_found": summary.errors_found,
                      "skipped_already_done": summary.skipped_done, "chars": summary.chars,
                      "seconds": round(summary.seconds, 3),
+                     "load_seconds": round(summary.load_seconds, 3),
                      "docs_per_s": round(summary.docs_per_s, 2)},
         "total": {"records": n_records, "failures": n_errors},
+        "contents": {**totals, "records_by_format": dict(sorted(by_format.items())),
+                     "sections_by_label": dict(sorted(section_labels.items(),
+                                                      key=lambda kv: (-kv[1], kv[0])))},
     }, indent=2) + "\n")

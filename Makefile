@@ -1,0 +1,52 @@
+# medtext: two commands for a fresh clone (with ../shared beside it)
+#   make demo   create .venv, install, run the default preset over corpora/samples
+#   make test   run the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_FLAGS ?= -q --disable-pip-version-check
+EXTRAS ?= dev
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install when the package metadata or the pins change.
+$(VENV)/.installed-$(EXTRAS): pyproject.toml requirements/constraints.txt | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -c requirements/constraints.txt -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+# The full transformer stack (torch CPU wheel 2.13.0, spacy-transformers, sentence-transformers).
+install-trf:
+	$(MAKE) install EXTRAS=dev,trf
+
+demo: install
+	$(BIN)/medtext run corpora/samples -o out/demo --overwrite
+	@$(BIN)/medtext summary out/demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+# Re-render the sample PDFs (deterministic; the committed ones are the output of this).
+pdfs: install
+	$(BIN)/python -m medtext.corpora.render_pdfs
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+assets: install
+	$(BIN)/python -m weasel assets
+
+info: install
+	$(BIN)/medtext info
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache
