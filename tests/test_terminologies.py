@@ -1,0 +1,246 @@
+"""Terminology indexes: importers (RF2, ClaML, CSV, OBO), build -> load -> search, merge,
+the embedded default, bad input, and the CLI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medtext.cli import app
+from medtext.terminologies.claml import import_claml
+from medtext.terminologies.csv_import import import_csv
+from medtext.terminologies.index import (ConceptIndex, TerminologyData, TerminologyError,
+                                        read_index_data, write_index)
+from medtext.terminologies.obo import import_obo
+from medtext.terminologies.rf2 import import_rf2
+from medtext.terminologies.verhoeff import is_sctid
+
+from . import terminology_fixtures as fx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ASSETS = ROOT.parent / "shared" / "assets"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def rf2_dir(tmp_path_factory) -> Path:
+    return fx.write_rf2(tmp_path_factory.mktemp("rf2") / "SnomedCT_Test")
+
+
+def _concepts(data: TerminologyData) -> dict[str, dict]:
+    return {c["code"]: c for c in data.concepts}
+
+
+def _syns(data: TerminologyData, code: str) -> set[str]:
+    return {s["term"] for s in data.synonyms if s["code"] == code}
+
+
+def test_fixture_ids_are_verhoeff_valid(rf2_dir):
+    for f in rf2_dir.rglob("*.txt"):
+        for line in f.read_text().splitlines()[1:]:
+            assert is_sctid(line.split("\t")[0]), (f.name, line)
+
+
+def test_rf2_us_and_gb_preferred_terms(rf2_dir):
+    us, gb = import_rf2(rf2_dir, lang="us"), import_rf2(rf2_dir, lang="gb")
+    cu, cg = _concepts(us), _concepts(gb)
+    assert cu[fx.HEMORRHAGE]["term"] == "Hemorrhage" and cg[fx.HEMORRHAGE]["term"] == "Haemorrhage"
+    assert _syns(us, fx.HEMORRHAGE) == {"Hemorrhage", "Bleeding"}
+    # GB: its preferred term, the shared synonym, and the FSN's text (FSNs are US-spelled)
+    assert _syns(gb, fx.HEMORRHAGE) == {"Haemorrhage", "Bleeding", "Hemorrhage"}
+    mi = cu[fx.MI]
+    assert mi["term"] == "Myocardial infarction" and mi["kind"] == "disorder"
+    # inactive IS-A, stated IS-A and the finding-site relationship are not parents
+    assert mi["parents"] == [fx.HEART_DISEASE]
+    assert fx.RETIRED not in cu  # inactive concept dropped
+    assert "Cardiac infarction" not in _syns(us, fx.MI)  # inactive description dropped
+    assert {"Heart attack", "Infarction of heart"} <= _syns(us, fx.MI)
+    assert [d["text"] for d in us.definitions if d["code"] == fx.MI]
+    kept = import_rf2(rf2_dir, include_inactive=True)
+    assert _concepts(kept)[fx.RETIRED]["active"] is False
+
+
+def test_rf2_roundtrip_search(rf2_dir, tmp_path):
+    write_index(import_rf2(rf2_dir), tmp_path / "ix", name="t")
+    ix = ConceptIndex.load(tmp_path / "ix")
+    assert ix.search("heart attack", k=1)[0]["code"] == fx.MI
+    assert ix.search("bleeding", k=1)[0]["code"] == fx.HEMORRHAGE
+    c = ix.concept("snomed", fx.MI)
+    assert c["parents"] == [fx.HEART_DISEASE] and c["definitions"][0]["type"] == "text_definition"
+    assert ix.meta["sources"][0]["version"] == "20250101" and ix.meta["sources"][0]["checksum"]
+
+
+def _copy_rf2(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_rf2_bad_inputs(rf2_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TerminologyError, match="no sct2_Concept_Snapshot"):
+        import_rf2(empty)
+    with pytest.raises(TerminologyError, match="not found"):
+        import_rf2(tmp_path / "nope")
+    # wrong columns
+    bad = _copy_rf2(rf2_dir, tmp_path / "cols")
+    f = next(bad.rglob("sct2_Concept_Snapshot*"))
+    f.write_text("identifier\teffectiveTime\tactive\n1\t2\t3\n")
+    with pytest.raises(TerminologyError, match=r"sct2_Concept_Snapshot_INT_20250101.txt:1: missing column\(s\) id"):
+        import_rf2(bad)
+    # bad encoding
+    bad = _copy_rf2(rf2_dir, tmp_path / "enc")
+    f = next(bad.rglob("sct2_Description_Snapshot-en_INT*"))
+    f.write_bytes(f.read_bytes().replace(b"Haemorrhage", b"H\xe6morrhage"))
+    with pytest.raises(TerminologyError, match="not UTF-8"):
+        import_rf2(bad)
+    # duplicate concept id, named with its line
+    bad = _copy_rf2(rf2_dir, tmp_path / "dup")
+    f = next(bad.rglob("sct2_Concept_Snapshot*"))
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines + [lines[3]]) + "\n")
+    with pytest.raises(TerminologyError, match=rf"{f.name}:{len(lines) + 1}: duplicate concept id"):
+        import_rf2(bad)
+    # a broken check digit
+    bad = _copy_rf2(rf2_dir, tmp_path / "digit")
+    f = next(bad.rglob("sct2_Concept_Snapshot*"))
+    f.write_text(f.read_text().replace(fx.MI, fx.MI[:-1] + "7"))
+    with pytest.raises(TerminologyError, match=r":6: concept id '22298007' is not a valid SNOMED CT id"):
+        import_rf2(bad)
+    with pytest.raises(TerminologyError, match="unknown language"):
+        import_rf2(rf2_dir, lang="fr")
+
+
+def test_hierarchy_cycle_and_duplicates_rejected(rf2_dir, tmp_path):
+    bad = _copy_rf2(rf2_dir, tmp_path / "cycle")
+    f = next(bad.rglob("sct2_Relationship_Snapshot*"))
+    extra = f"9001{fx.ROOT}\t20250101\t1\tm\t{fx.ROOT}\t{fx.MI}\t0\t{fx.IS_A}\t{fx.INFERRED}\tx"
+    f.write_text(f.read_text() + extra.replace(f"9001{fx.ROOT}", "100011" + "7") + "\n")
+    with pytest.raises(TerminologyError, match="cycle in the snomed hierarchy"):
+        write_index(import_rf2(bad), tmp_path / "ix", name="t")
+    data = TerminologyData()
+    data.add_concept("x", "1", "one")
+    data.add_concept("x", "1", "again")
+    with pytest.raises(TerminologyError, match="duplicate concept x:1"):
+        write_index(data, tmp_path / "ix2", name="t")
+
+
+def test_claml(tmp_path):
+    p = tmp_path / "icf.xml"
+    p.write_text(fx.CLAML)
+    data = import_claml(p)
+    c = _concepts(data)
+    assert c["d4500"]["term"] == "Walking short distances" and c["d4500"]["parents"] == ["d450"]
+    assert "strolling" in _syns(data, "d450") and data.concepts[0]["system"] == "icf"
+    write_index(data, tmp_path / "ix", name="icf")
+    ix = ConceptIndex.load(tmp_path / "ix")
+    assert ix.search("walking", k=1)[0]["code"] == "d450"
+    p.write_text(fx.CLAML.replace('code="d4500"', 'code="d450"'))
+    with pytest.raises(TerminologyError, match="duplicate class code d450"):
+        import_claml(p)
+    p.write_text(fx.CLAML[:300])
+    with pytest.raises(TerminologyError, match="not well-formed XML"):
+        import_claml(p)
+
+
+def test_obo(tmp_path):
+    p = tmp_path / "tp.obo"
+    p.write_text(fx.OBO)
+    data = import_obo(p)
+    assert {c["code"] for c in data.concepts} == {"TP:0000001", "TP:0000002"}  # obsolete dropped
+    types = {s["term"]: s["type"] for s in data.synonyms if s["code"] == "TP:0000002"}
+    assert types == {"Myocardial infarction": "preferred", "Heart attack": "lay", "MI": "abbreviation"}
+    assert data.sources[0].version == "test/2025-01-01"
+    p.write_text("format-version: 1.2\n[Term]\nid: X:1\nname: a\nnonsense line\n")
+    with pytest.raises(TerminologyError, match=r"tp.obo:5: not an OBO tag-value line"):
+        import_obo(p)
+
+
+def test_csv_and_merge_keep_provenance(tmp_path, rf2_dir):
+    p = tmp_path / "local.csv"
+    p.write_text(fx.CSV)
+    write_index(import_csv(p, system="local"), tmp_path / "local", name="local")
+    write_index(import_rf2(rf2_dir), tmp_path / "sct", name="sct")
+    merged = read_index_data(tmp_path / "sct").merge(read_index_data(tmp_path / "local"))
+    write_index(merged, tmp_path / "both", name="both")
+    ix = ConceptIndex.load(tmp_path / "both")
+    assert ix.systems == ["local", "snomed"]
+    assert {s["name"] for s in ix.meta["sources"]} >= {"local"}
+    hit = ix.search("SOB", k=1)[0]
+    assert (hit["system"], hit["code"]) == ("local", "A3")
+    assert ix.search("heart attack", k=1, system="snomed")[0]["code"] == fx.MI
+    p.write_text(fx.CSV + "A2,Again,,,\n")
+    with pytest.raises(TerminologyError, match=r"local.csv:5: duplicate code A2"):
+        import_csv(p, system="local")
+    p.write_text("id,name\n1,x\n")
+    with pytest.raises(TerminologyError, match="missing column"):
+        import_csv(p, system="local")
+
+
+def test_unfinished_or_missing_index(tmp_path):
+    with pytest.raises(TerminologyError, match="no terminology index here"):
+        ConceptIndex.load(tmp_path)
+    (tmp_path / "concepts.parquet").write_bytes(b"")
+    with pytest.raises(TerminologyError, match="unfinished build"):
+        ConceptIndex.load(tmp_path)
+
+
+# --- the embedded default ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def default_index(tmp_path_factory) -> Path:
+    if not SHARED_ASSETS.is_dir():
+        pytest.skip("../shared/assets is not beside this checkout")
+    out = tmp_path_factory.mktemp("default") / "default"
+    res = runner.invoke(app, ["terminology", "build", "default", "-o", str(out),
+                              "--assets", str(SHARED_ASSETS)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_default_index_contents_and_load_time(default_index):
+    t = time.perf_counter()
+    ix = ConceptIndex.load(default_index)
+    assert time.perf_counter() - t < 2.0
+    counts = ix.meta["counts"]["by_system"]
+    assert counts["snomed"] == 26158 and counts["icf"] >= 370
+    mi = ix.concept("snomed", "22298006")
+    assert mi["term"] == "Myocardial infarction" and mi["kind"] == "disorder"
+    assert any(s["type"] == "lay" for s in mi["synonyms"])
+    assert any(m["target_system"] == "icd10cm" and m["target_code"].startswith("I21") for m in mi["crossmaps"])
+    d450 = ix.concept("icf", "d450")
+    assert d450["parents"] and d450["definitions"][0]["source"] == "medtext"
+    assert any("CC BY 4.0" in a for a in ix.attribution())
+
+
+@pytest.mark.parametrize("query,system,code,within", [
+    ("heart attack", None, "22298006", 3),
+    ("walking", "icf", "d450", 1),
+    ("amb", "icf", "d450", 1),
+    ("transfers", "icf", "d420", 1),
+    ("ADLs", "icf", "d5", 1),
+    ("pneumonia", "snomed", "233604007", 1),
+    ("pnuemonia", "snomed", "233604007", 3),
+])
+def test_default_search(default_index, query, system, code, within):
+    res = runner.invoke(app, ["terminology", "search", query, "--index", str(default_index), "-k", "5"]
+                        + (["--system", system] if system else []))
+    assert res.exit_code == 0, res.output
+    codes = [ln.split(":", 1)[1].split()[0] for ln in res.output.splitlines()]
+    assert code in codes[:within], res.output
+
+
+def test_cli_info_and_errors(default_index, tmp_path):
+    res = runner.invoke(app, ["terminology", "info", "--index", str(default_index)])
+    assert res.exit_code == 0 and "26,158" in res.output and "CC BY 4.0" in res.output
+    res = runner.invoke(app, ["terminology", "search", "x", "--index", str(tmp_path)])
+    assert res.exit_code == 4 and "no terminology index here" in res.output
+    res = runner.invoke(app, ["terminology", "search", "x", "--index", str(default_index), "--system", "loinc"])
+    assert res.exit_code == 2 and "no system 'loinc'" in res.output
+    res = runner.invoke(app, ["terminology", "build", "default", "-o", str(tmp_path / "o"),
+                              "--assets", str(tmp_path)])
+    assert res.exit_code == 4 and "terminology assets not found" in res.output
