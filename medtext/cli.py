@@ -127,10 +127,11 @@ def info(preset: str = typer.Option("default", help="Preset to describe"),
     except ConfigError as e:
         _fail(str(e), EXIT_USAGE)
     meta = pipeline_info(nlp)
+    terms = _terminology_summary()
     if as_json:
         typer.echo(json.dumps({"medtext": __version__, "schema_version": SCHEMA_VERSION,
                                "presets": available_presets(), "pipeline": meta,
-                               "terminologies": []}, indent=2))
+                               "terminologies": terms}, indent=2))
         return
     typer.echo(f"medtext {__version__} (record schema {SCHEMA_VERSION}); presets: "
                f"{', '.join(available_presets())}")
@@ -138,7 +139,29 @@ def info(preset: str = typer.Option("default", help="Preset to describe"),
     for c in meta["components"]:
         typer.echo(f"  - {c['name']:<20} factory={c['factory']} version={c['version']} "
                    f"model={c['model'] or '(rules, no model)'}")
-    typer.echo("terminologies: none in this preset yet")
+    if not terms:
+        typer.echo("terminologies: the default index is not built (`medtext terminology build default`)")
+    for t in terms:
+        typer.echo(f"terminology {t['name']} at {t['path']}: " + ", ".join(
+            f"{k} {v:,}" for k, v in t["counts"]["by_system"].items()))
+        for src in t["sources"]:
+            typer.echo(f"  - {src['name']} {src['version']}".rstrip() + (f" [{src['licence']}]" if src["licence"] else ""))
+            if src["attribution"]:
+                typer.echo(f"      {src['attribution']}")
+
+
+def _terminology_summary() -> list[dict]:
+    """Name, path, counts and sources of the installed default index (none if not built)."""
+    import json
+
+    from .terminologies.default import default_index_dir
+
+    meta_path = default_index_dir() / "metadata.json"
+    if not meta_path.is_file():
+        return []
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    return [{"name": meta["name"], "path": str(meta_path.parent), "counts": meta["counts"],
+             "sources": meta["sources"], "embedding": meta.get("embedding")}]
 
 
 @app.command()

