@@ -23,9 +23,11 @@ app = typer.Typer(
 
 
 def _add_subcommands() -> None:
+    from .cli_evaluate import app as evaluate_app
     from .cli_terminology import app as terminology_app
 
     app.add_typer(terminology_app, name="terminology")
+    app.add_typer(evaluate_app, name="evaluate")
 
 
 _add_subcommands()

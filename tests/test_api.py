@@ -15,7 +15,7 @@ def test_load_returns_language_with_default_components(nlp):
     from spacy.language import Language
 
     assert isinstance(nlp, Language)
-    assert nlp.pipe_names == ["medtext_sections", "medtext_sentences"]
+    assert nlp.pipe_names == ["medtext_sections", "medtext_sentences", "medtext_context"]
 
 
 def test_nlp_text_to_record(nlp):
@@ -23,7 +23,7 @@ def test_nlp_text_to_record(nlp):
     rec = medtext.to_record(doc)
     validate_record(rec)
     assert [s["label"] for s in rec["sections"]] == ["chief_complaint", "hpi"]
-    assert rec["doc_id"] and rec["schema_version"] == "1.0"
+    assert rec["doc_id"] and rec["schema_version"] == "1.1"
     assert doc._.record["text_sha256"] == rec["text_sha256"]
 
 

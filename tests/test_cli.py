@@ -149,6 +149,6 @@ def test_console_script_and_info():
     exe = Path(sys.executable).parent / "medtext"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "medtext"]
     out = subprocess.run([*cmd, "info"], capture_output=True, text=True, check=True).stdout
-    assert "medtext_sections" in out and "record schema 1.0" in out
+    assert "medtext_sections" in out and "record schema 1.1" in out
     out = subprocess.run([*cmd, "run", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--resume" in out and "--n-process" in out

@@ -12,7 +12,7 @@ from ..lines import count_pages, text_lines
 if TYPE_CHECKING:
     from spacy.tokens import Doc
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 LINE_KEYS = ("start", "end", "page", "number", "x0", "y0", "x1", "y1", "font_size",
              "page_width", "page_height", "indent")
 ASSERTION_FLAGS = ("negated", "uncertain", "hypothetical", "historical", "family", "conditional")
@@ -45,6 +45,7 @@ def _entity(doc: "Doc", i: int, ent) -> dict[str, Any]:
         "label": ent.label_,
         "section": section_at(doc, ent.start_char),
         "assertion": assertion if isinstance(assertion, str) else None,
+        "flags": [f for f in ASSERTION_FLAGS if _ext(ent, f"is_{f}")],
         "kb_id": ent.kb_id_ or None,
         "concepts": [
             {"system": c[0], "code": c[1], "display": c[2], "score": float(c[3])}

@@ -28,7 +28,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "sentences": pa.schema([("doc_id", S), ("start", I), ("end", I)]),
     "entities": pa.schema([
         ("doc_id", S), ("entity_id", S), ("start", I), ("end", I), ("text", S), ("label", S),
-        ("section", S), ("assertion", S), ("kb_id", S), ("lay", S)]),
+        ("section", S), ("assertion", S), ("flags", S), ("kb_id", S), ("lay", S)]),
     "concepts": pa.schema([
         ("doc_id", S), ("entity_id", S), ("rank", I), ("system", S), ("code", S),
         ("display", S), ("score", F)]),
@@ -68,6 +68,7 @@ def record_rows(record: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "entities", {"doc_id": d, "entity_id": e["id"], "start": e["start"],
                            "end": e["end"], "text": e["text"], "label": e["label"],
                            "section": e.get("section"), "assertion": e.get("assertion"),
+                           "flags": ",".join(e.get("flags") or []) or None,
                            "kb_id": e.get("kb_id"),
                            "lay": lay if isinstance(lay, str) or lay is None else _json(lay)}
         for rank, c in enumerate(e.get("concepts") or [], start=1):

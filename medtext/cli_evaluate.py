@@ -1,0 +1,105 @@
+"""``medtext evaluate ...``: accuracy of entity recognition and assertion against gold data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Measure accuracy against gold data; prints a table and writes JSON.")
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _load(preset: str):
+    from .errors import ConfigError
+    from .pipeline import load
+
+    try:
+        return load(preset)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _write_json(path: Optional[Path], result: dict) -> None:
+    if path:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        typer.echo(f"-> {path}")
+
+
+@app.command()
+def context(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Case files or folders (default: corpora/context)"),
+    preset: str = typer.Option("default", help="Preset whose medtext_context is evaluated"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result here"),
+    show_failures: bool = typer.Option(True, help="List the cases that went wrong"),
+) -> None:
+    """Assertion flags (negated, uncertain, hypothetical, historical, family, conditional) per flag."""
+    from .corpora.context_cases import read_cases
+    from .errors import InputError
+    from .evaluate import evaluate_context
+
+    nlp = _load(preset)
+    if "medtext_context" not in nlp.pipe_names:
+        _fail(f"preset {preset!r} has no medtext_context component")
+    try:
+        cases = read_cases(paths or None)
+    except InputError as e:
+        _fail(str(e))
+    r = evaluate_context(nlp, cases)
+    typer.echo(f"{r['cases']} cases; all six flags right: {r['all_flags_correct']:.1%}")
+    typer.echo(f"{'flag':<13} {'support':>7} {'P':>6} {'R':>6} {'F1':>6} {'acc':>6}")
+    for f, v in r["per_flag"].items():
+        typer.echo(f"{f:<13} {v['support']:>7} {v['precision']:>6.3f} {v['recall']:>6.3f} {v['f1']:>6.3f} {v['accuracy']:>6.3f}")
+    if show_failures:
+        for x in r["failures"]:
+            typer.echo(f"  x {x['id']}: {x['target']!r} in {x['text']!r}: expected {x['expected'] or 'none'}, got {x['got'] or 'none'}")
+    _write_json(json_out, {k: v for k, v in r.items()})
+
+
+@app.command()
+def ner(
+    data: Path = typer.Argument(..., help="Gold file or folder"),
+    fmt: str = typer.Option(..., "--format", help="ncbi, bc5cdr or medtext"),
+    preset: str = typer.Option("default", help="Preset, .cfg file or saved pipeline folder"),
+    split: Optional[str] = typer.Option(None, help="For --format medtext: train or dev"),
+    labels: Optional[List[str]] = typer.Option(None, "--label", help="Only these labels (repeat)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result here"),
+) -> None:
+    """Strict and lenient precision/recall/F1 per label of the preset's entities."""
+    from .corpora.ner_data import BC5CDR_TYPES, NCBI_TYPES, read_corpus
+    from .errors import InputError
+    from .evaluate import evaluate_spans
+
+    try:
+        examples = read_corpus(data, fmt, split)
+    except InputError as e:
+        _fail(str(e))
+    if not examples:
+        _fail(f"no documents in {data} (format {fmt}, split {split})")
+    nlp = _load(preset)
+    gold_labels = sorted(set(NCBI_TYPES.values()) if fmt == "ncbi" else set(BC5CDR_TYPES.values())
+                         if fmt == "bc5cdr" else {lab for e in examples for *_, lab in e.spans})
+    labels = labels or gold_labels
+    docs = nlp.pipe((e.text for e in examples), batch_size=32)
+    pairs = [(e.spans, [(x.start_char, x.end_char, x.label_) for x in d.ents]) for e, d in zip(examples, docs)]
+    r = evaluate_spans(pairs, labels)
+    r.update({"data": str(data), "format": fmt, "split": split, "preset": preset, "labels": labels})
+    typer.echo(f"{r['documents']} documents, preset {preset}")
+    typer.echo(f"{'label':<11} {'strict P':>8} {'R':>6} {'F1':>6}   {'lenient P':>9} {'R':>6} {'F1':>6}  {'gold':>5}")
+    for lab in [*labels, "micro"]:
+        s, le = r["strict"].get(lab), r["lenient"].get(lab)
+        if not s:
+            continue
+        typer.echo(f"{lab:<11} {s['precision']:>8.3f} {s['recall']:>6.3f} {s['f1']:>6.3f}   "
+                   f"{le['precision']:>9.3f} {le['recall']:>6.3f} {le['f1']:>6.3f}  {s['tp'] + s['fn']:>5}")
+    _write_json(json_out, r)
