@@ -6,10 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q --disable-pip-version-check
 EXTRAS ?= dev
+MEDTEXT_HOME ?= $(HOME)/.cache/medtext
+export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +27,19 @@ install: $(VENV)/.installed-$(EXTRAS)
 install-trf:
 	$(MAKE) install EXTRAS=dev,trf
 
-demo: install
+# The default preset's terminology matcher needs the default index (built offline in ~10 s).
+TERM_INDEX := $(MEDTEXT_HOME)/terminologies/default/metadata.json
+$(TERM_INDEX): | $(VENV)/.installed-$(EXTRAS)
+	$(BIN)/medtext terminology build default
+
+terminology: install
+	$(BIN)/medtext terminology build default
+
+# The statistical NER of the "clinical" preset (CPU, about 40 min here).
+train-ner: install
+	$(BIN)/medtext train ner
+
+demo: install $(TERM_INDEX)
 	$(BIN)/medtext run corpora/samples -o out/demo --overwrite
 	@$(BIN)/medtext summary out/demo
 

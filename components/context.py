@@ -110,6 +110,11 @@ class ContextComponent:
                 terms_by_sent.setdefault(k, []).append(s)
             elif not any(c == "pseudo" for c, _ in cats):
                 trig_by_sent.setdefault(k, []).append((s, e, cats))
+        section_of = None
+        if self.use_sections and doc.spans.get("sections") is not None:
+            from medtext.records.build import section_lookup
+
+            section_of = section_lookup(doc)
         for ent in ents:
             k = bisect.bisect_right(sent_starts, ent.start) - 1
             terms = terms_by_sent.get(k, [])
@@ -124,10 +129,8 @@ class ContextComponent:
                     if direction in ("backward", "both") and s >= ent.end:
                         if not any(ent.end <= t < s for t in terms) and self._near(s - ent.end):
                             flags.add(cat)
-            if self.use_sections and doc.spans.get("sections") is not None:
-                from medtext.records.build import section_at
-
-                label = section_at(doc, ent.start_char)
+            if section_of is not None:
+                label = section_of(ent.start_char)
                 if label in SECTION_FLAGS:
                     flags.add(SECTION_FLAGS[label])
             for f in flags:

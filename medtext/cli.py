@@ -166,6 +166,32 @@ def _terminology_summary() -> list[dict]:
              "sources": meta["sources"], "embedding": meta.get("embedding")}]
 
 
+train_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                        help="Train medtext's statistical components into $MEDTEXT_HOME/models.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("ner")
+def train_ner_cmd(
+    data: Optional[Path] = typer.Option(None, help="Folder with ncbi_disease/ and bc5cdr/ (default ../shared/data)"),
+    max_steps: int = typer.Option(6000, min=1, help="Training steps"),
+    eval_frequency: int = typer.Option(500, min=1, help="Evaluate on dev every N steps"),
+    seed: int = typer.Option(0, help="Random seed"),
+) -> None:
+    """Train the CNN NER (PROBLEM, TEST, DRUG, TREATMENT, PROCEDURE, ANATOMY, FUNCTION)."""
+    import logging
+
+    from .errors import ConfigError
+    from .train import train_ner
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        path = train_ner(data_dir=data, max_steps=max_steps, eval_frequency=eval_frequency, seed=seed)
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+    typer.echo(f"installed the NER model at {path}")
+
+
 @app.command()
 def export(
     output: Path = typer.Argument(..., help="Folder to save the pipeline to (spaCy's to_disk layout)"),

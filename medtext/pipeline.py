@@ -64,6 +64,7 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
         if config is None:
             nlp = spacy.load(name, config={"components": component_overrides} if component_overrides else {})
         else:
+            sourced = dict(config.pop("medtext", {}).get("sourced", {}))
             components = config.get("components", {})
             for comp, values in component_overrides.items():
                 if comp not in components:
@@ -73,6 +74,7 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
                     raise ConfigError(f"override for {comp!r} must be a dict of config values")
                 components[comp].update(values)
             nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+            _add_sourced(nlp, sourced, preset)
             nlp.meta["name"] = name.removeprefix("en_")
             from . import __version__
 
@@ -86,6 +88,31 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
     nlp.max_length = max_length
     register_pipeline(nlp)
     return nlp
+
+
+def models_dir() -> Path:
+    """Where trained models live: ``$MEDTEXT_HOME/models`` (default ``~/.cache/medtext/models``)."""
+    import os
+
+    return Path(os.environ.get("MEDTEXT_HOME", Path.home() / ".cache" / "medtext")) / "models"
+
+
+def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
+    """Add trained components named in the preset's ``[medtext.sourced]`` section
+    (component = folder under ``$MEDTEXT_HOME/models``), before ``medtext_ner``."""
+    import spacy
+
+    loaded: dict[str, Any] = {}
+    for name, rel in sourced.items():
+        path = models_dir() / rel
+        if not (path / "config.cfg").is_file():
+            raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
+                              f"`medtext train ner` (or `make demo`)")
+        if rel not in loaded:
+            loaded[rel] = spacy.load(path)
+        before = "medtext_ner" if "medtext_ner" in nlp.pipe_names else None
+        nlp.add_pipe(name, source=loaded[rel], before=before)
+        nlp.meta.setdefault("medtext_models", {})[name] = str(path)
 
 
 def make_doc(nlp, document: Document):

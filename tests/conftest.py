@@ -10,8 +10,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "corpora" / "samples"
 
 
+SHARED_ASSETS = ROOT.parent / "shared" / "assets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def medtext_home(tmp_path_factory) -> Path:
+    """A private MEDTEXT_HOME for the session, with the default terminology index built once
+    (the default preset's medtext_ner needs it)."""
+    import os
+
+    from medtext.terminologies.default import build_default_index, default_index_dir
+
+    home = tmp_path_factory.mktemp("medtext_home")
+    os.environ["MEDTEXT_HOME"] = str(home)
+    if not SHARED_ASSETS.is_dir():
+        pytest.exit("../shared/assets must be beside the checkout to build the terminology index")
+    build_default_index(default_index_dir(), assets=SHARED_ASSETS)
+    return home
+
+
 @pytest.fixture(scope="session")
-def nlp():
+def nlp(medtext_home):
     import medtext
 
     return medtext.load()

@@ -192,14 +192,19 @@ def test_unfinished_or_missing_index(tmp_path):
 
 # --- the embedded default ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def default_index(tmp_path_factory) -> Path:
-    if not SHARED_ASSETS.is_dir():
-        pytest.skip("../shared/assets is not beside this checkout")
-    out = tmp_path_factory.mktemp("default") / "default"
+def default_index(medtext_home) -> Path:
+    """The session's default index, built by conftest (the CLI build is tested below)."""
+    from medtext.terminologies.default import default_index_dir
+
+    return default_index_dir()
+
+
+def test_cli_build_default(tmp_path):
+    out = tmp_path / "default"
     res = runner.invoke(app, ["terminology", "build", "default", "-o", str(out),
                               "--assets", str(SHARED_ASSETS)])
-    assert res.exit_code == 0, res.output
-    return out
+    assert res.exit_code == 0 and "26,534 concepts" in res.output, res.output
+    assert ConceptIndex.load(out).meta["counts"]["by_system"]["icf"] == 376
 
 
 def test_default_index_contents_and_load_time(default_index):

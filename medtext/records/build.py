@@ -18,23 +18,34 @@ LINE_KEYS = ("start", "end", "page", "number", "x0", "y0", "x1", "y1", "font_siz
 ASSERTION_FLAGS = ("negated", "uncertain", "hypothetical", "historical", "family", "conditional")
 
 
-def section_at(doc: "Doc", char: int) -> str | None:
-    """Label of the section containing character offset ``char`` (None outside any section)."""
+def section_lookup(doc: "Doc"):
+    """A function: character offset -> label of the section holding it (None outside any).
+    Build it once per doc; each lookup is a binary search."""
     sections = doc.spans.get("sections") if doc.spans else None
     if not sections:
-        return None
+        return lambda char: None
     starts = [s.start_char for s in sections]
-    i = bisect.bisect_right(starts, char) - 1
-    if i >= 0 and char < sections[i].end_char:
-        return sections[i].label_
-    return None
+    ends = [s.end_char for s in sections]
+    labels = [s.label_ for s in sections]
+
+    def lookup(char: int) -> str | None:
+        i = bisect.bisect_right(starts, char) - 1
+        return labels[i] if i >= 0 and char < ends[i] else None
+
+    return lookup
+
+
+def section_at(doc: "Doc", char: int) -> str | None:
+    """Label of the section containing character offset ``char`` (None outside any section).
+    For many lookups on one doc, use :func:`section_lookup`."""
+    return section_lookup(doc)(char)
 
 
 def _ext(obj, name: str, default=None):
     return getattr(obj._, name) if obj.has_extension(name) else default
 
 
-def _entity(doc: "Doc", i: int, ent) -> dict[str, Any]:
+def _entity(doc: "Doc", i: int, ent, section_of) -> dict[str, Any]:
     assertion = _ext(ent, "assertion")
     concepts = _ext(ent, "concepts") or []
     return {
@@ -43,7 +54,7 @@ def _entity(doc: "Doc", i: int, ent) -> dict[str, Any]:
         "end": ent.end_char,
         "text": ent.text,
         "label": ent.label_,
-        "section": section_at(doc, ent.start_char),
+        "section": section_of(ent.start_char),
         "assertion": assertion if isinstance(assertion, str) else None,
         "flags": [f for f in ASSERTION_FLAGS if _ext(ent, f"is_{f}")],
         "kb_id": ent.kb_id_ or None,
@@ -66,6 +77,7 @@ def to_record(doc: "Doc", *, include_text: bool = True, nlp=None) -> dict[str, A
     text = doc.text  # built on each access: read it once
     lines = _ext(doc, "lines") or text_lines(text)
     layout = _layout_labels(doc)
+    section_of = section_lookup(doc)
     ents = list(doc.ents)
     ent_ids = {(e.start_char, e.end_char, e.label_): f"T{i + 1}" for i, e in enumerate(ents)}
     relations = []
@@ -97,7 +109,7 @@ def to_record(doc: "Doc", *, include_text: bool = True, nlp=None) -> dict[str, A
                      for s in doc.spans.get("sections", [])] if doc.spans else [],
         "sentences": [{"start": s.start_char, "end": s.start_char + len(s.text.rstrip())}
                       for s in sents if s.text.strip()],
-        "entities": [_entity(doc, i, e) for i, e in enumerate(ents)],
+        "entities": [_entity(doc, i, e, section_of) for i, e in enumerate(ents)],
         "relations": relations,
         "errors": errors,
         "lay_text": _ext(doc, "lay_text"),
@@ -124,7 +136,7 @@ def pipeline_info(nlp) -> dict[str, Any]:
             "name": name,
             "factory": nlp.get_pipe_meta(name).factory,
             "version": getattr(proc, "version", None),
-            "model": getattr(proc, "model_id", None),
+            "model": nlp.meta.get("medtext_models", {}).get(name) or getattr(proc, "model_id", None),
         })
     return {"name": f"{nlp.meta.get('lang', 'en')}_{nlp.meta.get('name', 'pipeline')}",
             "version": nlp.meta.get("version"), "medtext_version": __version__,

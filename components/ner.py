@@ -1,0 +1,209 @@
+"""``medtext_ner``: clinical entities from a terminology matcher, merged with a statistical NER.
+
+Labels: PROBLEM, TEST, DRUG, TREATMENT, PROCEDURE, ANATOMY, FUNCTION.
+
+**Terminology matcher.** Every synonym of a terminology index (preferred terms, synonyms, lay
+terms, abbreviations) whose concept maps to a label (:data:`KIND_LABELS`; ICF activities ``d*``
+are FUNCTION) becomes a phrase pattern, matched on lower-cased tokens, with the plural of its
+last word ("effusions"). Short forms (abbreviations, and terms of 4 characters or fewer) only
+match with the case they are written in or in upper case ("HTN", "htn", not "Htn" for
+"hTN"), and single common words ("normal", "stable") never match.
+
+**Overlap rule.** Entities already in ``doc.ents`` (a statistical ``ner`` earlier in the
+pipeline) are kept as they are. A matcher hit is added only where it overlaps none of them;
+among overlapping matcher hits the longest wins (then the earliest). The concepts behind a
+matcher hit are kept in ``ent._.matched_concepts`` as ``[(system, code)]`` for the linker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
+from spacy.util import filter_spans
+
+log = logging.getLogger(__name__)
+
+LABELS = ("PROBLEM", "TEST", "DRUG", "TREATMENT", "PROCEDURE", "ANATOMY", "FUNCTION")
+KIND_LABELS = {
+    "disorder": "PROBLEM", "finding": "PROBLEM", "morphologic abnormality": "PROBLEM",
+    "procedure": "PROCEDURE", "regime/therapy": "TREATMENT",
+    "substance": "DRUG", "product": "DRUG", "medicinal product": "DRUG",
+    "medicinal product form": "DRUG", "clinical drug": "DRUG",
+    "body structure": "ANATOMY", "observable entity": "TEST", "assessment scale": "TEST",
+}
+# procedures that are tests: imaging, measurement, laboratory, physiological studies
+_TEST_WORDS = re.compile(r"\b(tomograph\w*|radiograph\w*|imaging|ultrasound|ultrasonograph\w*|"
+                         r"x-ray|scan|echocardiograph\w*|electrocardiogra\w*|"
+                         r"measurement|count|level|test\w*|panel|assay|culture|screening|"
+                         r"examination|mri|ct|study|angiograph\w*|monitoring|spirometry|"
+                         r"urinalysis|endoscop\w*|colonoscop\w*)\b", re.I)
+NEVER_MATCH = frozenset("""normal abnormal present absent positive negative left right well
+    stable unstable good poor fair high low increased decreased mild moderate severe acute
+    chronic new old active patient history finding findings problem disease disorder pain
+    procedure therapy treatment drug test level side area region structure unit body time
+    day week weeks month year years all none other unknown general total complete partial
+    single double minor major small large change changes free fine clear open closed
+    dose able unable independent dependent assist assistance may can will""".split())
+
+
+def label_for(system: str, code: str, kind: str, term: str) -> str | None:
+    if system == "icf":
+        return "FUNCTION" if code.startswith("d") and len(code) > 2 else None
+    label = KIND_LABELS.get(kind)
+    if label == "PROCEDURE" and _TEST_WORDS.search(term):
+        return "TEST"
+    return label
+
+
+def _plural(term: str) -> str | None:
+    last = term.rsplit(" ", 1)[-1]
+    if not last.isalpha() or len(last) < 4 or last.endswith("s"):
+        return None
+    return term + ("es" if last.endswith(("ch", "sh", "x", "z")) else "s")
+
+
+class TerminologyMatcher:
+    """Phrase patterns from an index's synonyms, labelled by concept kind."""
+
+    def __init__(self, nlp: Language, index_path: Path):
+        from medtext.terminologies.index import ConceptIndex, normalize
+
+        index = ConceptIndex.load(index_path)
+        con = index.tables["concepts"]
+        label_of = {}
+        for system, code, kind, term in zip(con.column("system").to_pylist(), con.column("code").to_pylist(),
+                                            con.column("kind").to_pylist(), con.column("term").to_pylist()):
+            lab = label_for(system, code, kind, term)
+            if lab:
+                label_of[(system, code)] = lab
+        syn = index.tables["synonyms"]
+        # short forms whose usual sense (the abbreviation inventory's most frequent one) is
+        # some other concept are too ambiguous to match ("ED": emergency department, not
+        # erectile dysfunction)
+        dominant: dict[str, str] = {}
+        if "abbreviations" in index.tables:
+            ab = index.tables["abbreviations"]
+            best: dict[str, tuple[float, str]] = {}
+            for a, sense, freq in zip(ab.column("abbreviation").to_pylist(), ab.column("sense").to_pylist(),
+                                      ab.column("frequency").to_pylist()):
+                a = a.lower()
+                if freq is not None and freq > best.get(a, (-1.0, ""))[0]:
+                    best[a] = (freq, normalize(sense))
+            dominant = {a: s for a, (_f, s) in best.items()}
+        norm_keys: dict[str, set] = {}
+        for system, code, term in zip(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
+                                      syn.column("term").to_pylist()):
+            norm_keys.setdefault(normalize(term), set()).add((system, code))
+        long_terms: dict[str, set] = {}
+        short_terms: dict[str, set] = {}
+        for system, code, term, typ in zip(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
+                                           syn.column("term").to_pylist(), syn.column("type").to_pylist()):
+            key = (system, code)
+            if key not in label_of:
+                continue
+            t = " ".join(term.split())
+            low = t.lower()
+            if len(t) < 2 or low in NEVER_MATCH or any(ch in t for ch in "()[]"):
+                continue
+            if typ == "abbreviation" or len(t) <= 4:
+                usual = dominant.get(low)
+                if usual is not None and key not in norm_keys.get(usual, ()):
+                    continue
+                for v in {t, t.upper()}:
+                    short_terms.setdefault(v, set()).add(key)
+            else:
+                long_terms.setdefault(low, set()).add(key)
+                plural = _plural(low)
+                if plural:
+                    long_terms.setdefault(plural, set()).add(key)
+        self.label_of = label_of
+        self.concepts: dict[str, list[tuple[str, str]]] = {}
+        self.lower = PhraseMatcher(nlp.vocab, attr="LOWER")
+        self.exact = PhraseMatcher(nlp.vocab, attr="ORTH")
+        for matcher, terms in ((self.lower, long_terms), (self.exact, short_terms)):
+            texts = sorted(terms)
+            for text, doc in zip(texts, nlp.tokenizer.pipe(texts, batch_size=1000)):
+                keys = sorted(terms[text])
+                labels = {label_of[k] for k in keys}
+                # a phrase whose concepts disagree on the label takes the most frequent one
+                label = max(sorted(labels), key=lambda lab: sum(label_of[k] == lab for k in keys))
+                match_id = f"{label}|{text}"
+                self.concepts[match_id] = keys
+                matcher.add(match_id, [doc])
+        self.index_name = index.meta.get("name")
+        log.info("terminology matcher: %d phrases (%d short forms) from %s",
+                 len(long_terms) + len(short_terms), len(short_terms), index_path)
+
+    def __call__(self, doc: Doc) -> list[Span]:
+        strings = doc.vocab.strings
+        spans = []
+        for matcher in (self.lower, self.exact):
+            for mid, s, e in matcher(doc):
+                name = strings[mid]
+                span = Span(doc, s, e, label=name.split("|", 1)[0])
+                spans.append((span, name))
+        out = []
+        for span, name in spans:
+            span._.matched_concepts = self.concepts[name]
+            out.append(span)
+        return out
+
+
+class ClinicalNER:
+    """See the module docstring."""
+
+    version = "1.0.0"
+
+    def __init__(self, nlp: Language, name: str, index: str | None, use_matcher: bool,
+                 labels: list[str]):
+        from medtext.errors import ConfigError
+
+        if not Span.has_extension("matched_concepts"):
+            Span.set_extension("matched_concepts", default=None)
+        bad = [lab for lab in labels if lab not in LABELS]
+        if bad:
+            raise ConfigError(f"{name}.labels: unknown label(s) {bad}; use {', '.join(LABELS)}")
+        self.name = name
+        self.labels = set(labels)
+        self.matcher = None
+        self.index_path = None
+        self.model_id = None
+        if use_matcher:
+            from medtext.terminologies.default import default_index_dir
+            from medtext.terminologies.index import TerminologyError
+
+            path = Path(index) if index else default_index_dir()
+            try:
+                self.matcher = TerminologyMatcher(nlp, path)
+                self.index_path = str(path)
+                self.model_id = f"terminology:{self.matcher.index_name}@{path}"
+            except TerminologyError as e:
+                raise ConfigError(f"{name}: {e}. Build the default index with `medtext terminology "
+                                  "build default`, or set index = a folder, or use_matcher = false") from e
+
+    def __call__(self, doc: Doc) -> Doc:
+        model_ents = [e for e in doc.ents if e.label_ in self.labels]
+        if self.matcher is None:
+            doc.ents = model_ents
+            return doc
+        taken = set()
+        for e in model_ents + list(doc.spans.get("section_headers", [])):
+            taken.update(range(e.start, e.end))  # section headers are not entities
+        hits = [s for s in self.matcher(doc) if s.label_ in self.labels
+                and not any(i in taken for i in range(s.start, s.end))]
+        doc.ents = sorted(model_ents + filter_spans(hits), key=lambda s: s.start)
+        return doc
+
+
+@Language.factory(
+    "medtext_ner",
+    default_config={"index": None, "use_matcher": True, "labels": list(LABELS)},
+)
+def make_ner(nlp: Language, name: str, index: str | None, use_matcher: bool,
+             labels: list[str]) -> ClinicalNER:
+    return ClinicalNER(nlp, name, index, use_matcher, labels)

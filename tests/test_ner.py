@@ -1,0 +1,111 @@
+"""medtext_ner: terminology matcher, overlap rule with a statistical NER, evaluation, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from typer.testing import CliRunner
+
+import medtext
+from medtext.cli import app
+from medtext.corpora.ner_data import parse_markup, read_annotated
+from medtext.errors import ConfigError
+from medtext.evaluate import evaluate_spans
+
+runner = CliRunner()
+
+
+def _ents(doc):
+    return [(e.text, e.label_) for e in doc.ents]
+
+
+def test_matcher_labels_case_plural_and_headers(nlp):
+    doc = nlp("HISTORY OF PRESENT ILLNESS: 70M with HTN and bilateral pleural effusions. "
+              "Took aspirin. Seen in the ED.\nFUNCTIONAL STATUS: transfers with min assist.\n")
+    ents = _ents(doc)
+    assert ("HTN", "PROBLEM") in ents and ("aspirin", "DRUG") in ents
+    assert ("bilateral pleural effusions", "PROBLEM") in ents  # plural of the last word
+    assert ("transfers", "FUNCTION") in ents  # ICF d420 therapist synonym
+    assert not any(t.upper() in ("ED", "ILLNESS", "HISTORY OF PRESENT ILLNESS") for t, _ in ents)
+    hit = next(e for e in doc.ents if e.text == "HTN")
+    assert ("snomed", "38341003") in hit._.matched_concepts
+
+
+def test_model_entities_win_overlaps(medtext_home):
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")  # stands in for a statistical NER
+    ruler.add_patterns([{"label": "PROBLEM", "pattern": "pleural"}])
+    nlp.add_pipe("medtext_ner")
+    doc = nlp("Left pleural effusion; chest pain.")
+    # the model's "pleural" blocks the longer matcher hit "pleural effusion"; hits elsewhere stay
+    assert _ents(doc) == [("pleural", "PROBLEM"), ("effusion", "PROBLEM"), ("chest pain", "PROBLEM")]
+
+
+def test_labels_filter_and_config_errors(tmp_path, medtext_home):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("medtext_ner", config={"labels": ["DRUG"]})
+    assert _ents(nlp("aspirin for chest pain")) == [("aspirin", "DRUG")]
+    with pytest.raises(ConfigError, match="unknown label"):
+        spacy.blank("en").add_pipe("medtext_ner", config={"labels": ["DISEASE"]})
+    with pytest.raises(ConfigError, match="terminology build default"):
+        spacy.blank("en").add_pipe("medtext_ner", config={"index": str(tmp_path)})
+    blank = spacy.blank("en")
+    blank.add_pipe("medtext_ner", config={"use_matcher": False})
+    assert _ents(blank("aspirin")) == []
+
+
+def test_markup_parser_and_team_corpus():
+    text, spans = parse_markup("Pt denies [chest pain](PROBLEM); on [aspirin](DRUG).")
+    assert text == "Pt denies chest pain; on aspirin." and spans == [(10, 20, "PROBLEM"), (25, 32, "DRUG")]
+    notes = list(read_annotated())
+    assert len(notes) >= 60 and {n.split for n in notes} == {"train", "dev"}
+    labels = {lab for n in notes for *_, lab in n.spans}
+    assert labels == {"PROBLEM", "TEST", "DRUG", "TREATMENT", "PROCEDURE", "ANATOMY", "FUNCTION"}
+    for n in notes:
+        assert "](" not in n.text and all(n.text[s:e].strip() == n.text[s:e] for s, e, _ in n.spans)
+
+
+def test_span_scores():
+    gold = [(0, 10, "PROBLEM"), (20, 27, "DRUG")]
+    pred = [(0, 10, "PROBLEM"), (18, 27, "DRUG"), (40, 45, "TEST")]
+    r = evaluate_spans([(gold, pred)])
+    assert r["strict"]["PROBLEM"]["f1"] == 1.0 and r["strict"]["DRUG"]["f1"] == 0.0
+    assert r["lenient"]["DRUG"]["f1"] == 1.0 and r["strict"]["micro"]["tp"] == 1
+    assert r["strict"]["TEST"]["fp"] == 1
+
+
+def test_cli_evaluate_ner(tmp_path):
+    f = tmp_path / "gold.jsonl"
+    f.write_text(json.dumps({"id": "x", "split": "dev", "text": "Denies [chest pain](PROBLEM). On [aspirin](DRUG)."}) + "\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["evaluate", "ner", str(f), "--format", "medtext", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["strict"]["micro"]["f1"] == 1.0
+    res = runner.invoke(app, ["evaluate", "ner", str(f), "--format", "brat"])
+    assert res.exit_code == 2 and "unknown corpus format" in res.output
+
+
+def test_record_entities_carry_assertion(nlp):
+    rec = medtext.to_record(nlp("HPI: denies chest pain. Mother had breast cancer.\n"))
+    got = {(e["text"], e["assertion"]) for e in rec["entities"]}
+    assert ("chest pain", "negated") in got and ("breast cancer", "family") in got
+
+
+@pytest.mark.slow
+def test_train_tiny_ner_and_clinical_preset(medtext_home):
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not data.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    from medtext.train import train_ner
+
+    path = train_ner(data_dir=data, max_steps=30, eval_frequency=15)
+    assert (path / "ner").is_dir()
+    nlp = medtext.load("clinical")
+    assert nlp.pipe_names == ["medtext_sections", "medtext_sentences", "tok2vec", "ner",
+                              "medtext_ner", "medtext_context"]
+    info = medtext.to_record(nlp("HPI: chest pain."))["pipeline"]
+    assert any(c["name"] == "ner" and c["model"] == str(path) for c in info["components"])
