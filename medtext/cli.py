@@ -103,7 +103,7 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     line = (f"{summary.records} records, {summary.failures} failed inputs, "
             f"{summary.entities} entities, {summary.errors_found} error findings, "
-            f"{summary.docs_per_s:.1f} docs/s")
+            f"{summary.docs_per_s:.{1 if summary.docs_per_s >= 1 else 3}f} docs/s")
     if summary.skipped_done:
         line += f"; {summary.skipped_done} already done (resumed)"
     typer.echo(f"{line} -> {output}")
@@ -244,6 +244,9 @@ def summary(output: Path = typer.Argument(..., help="Output folder of an earlier
                                      "relations", "errors_found", "warnings")))
         top = list(contents["sections_by_label"].items())[:12]
         typer.echo("  sections: " + ", ".join(f"{k} {v}" for k, v in top))
+        for key, title in (("entities_by_label", "entities"), ("entities_by_assertion", "assertion")):
+            if contents.get(key):
+                typer.echo(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in contents[key].items()))
     if run_["failure_reasons"]:
         typer.echo("  failures: " + ", ".join(f"{k} {v}" for k, v in sorted(run_["failure_reasons"].items()))
                    + f" (see {output / 'errors.jsonl'})")

@@ -30,8 +30,16 @@ def available_presets() -> list[str]:
 
 
 def _preset_config(preset: str):
+    from confection import ConfigValidationError
     from spacy.util import load_config
 
+    try:
+        return _read_preset(preset, load_config)
+    except ConfigValidationError as e:
+        raise ConfigError(f"invalid config for preset {preset!r}:\n{e}") from e
+
+
+def _read_preset(preset: str, load_config):
     path = Path(preset)
     if preset in available_presets():
         with resources.as_file(resources.files("medtext.configs") / f"{preset}.cfg") as p:

@@ -200,6 +200,8 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
               "relations": 0, "errors_found": 0, "warnings": 0}
     by_format: dict[str, int] = {}
     section_labels: dict[str, int] = {}
+    entity_labels: dict[str, int] = {}
+    assertions: dict[str, int] = {}
 
     def counted(batches):
         nonlocal n_records
@@ -216,6 +218,10 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
                 by_format[fmt_] = by_format.get(fmt_, 0) + 1
                 for sec in rec.get("sections") or []:
                     section_labels[sec["label"]] = section_labels.get(sec["label"], 0) + 1
+                for ent in rec.get("entities") or []:
+                    entity_labels[ent["label"]] = entity_labels.get(ent["label"], 0) + 1
+                    status = ent.get("assertion") or "unassessed"
+                    assertions[status] = assertions.get(status, 0) + 1
             yield b
 
     writer.write(counted(journal.iter_rows("records")))
@@ -238,6 +244,11 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
                      "docs_per_s": round(summary.docs_per_s, 2)},
         "total": {"records": n_records, "failures": n_errors},
         "contents": {**totals, "records_by_format": dict(sorted(by_format.items())),
-                     "sections_by_label": dict(sorted(section_labels.items(),
-                                                      key=lambda kv: (-kv[1], kv[0])))},
+                     "sections_by_label": _by_count(section_labels),
+                     "entities_by_label": _by_count(entity_labels),
+                     "entities_by_assertion": _by_count(assertions)},
     }, indent=2) + "\n")
+
+
+def _by_count(counts: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
