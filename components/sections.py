@@ -20,7 +20,7 @@ import re
 from typing import Iterable
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
 SECTION_HEADERS: dict[str, list[str]] = {
     "chief_complaint": ["chief complaint", "cc", "reason for visit", "presenting complaint",

@@ -7,11 +7,12 @@ text, found in ``text`` at its ``occurrence`` (1-based). See corpora/GUIDELINES.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from medtext.errors import InputError
+
+from .jsonl import iter_jsonl
 
 FLAGS = ("negated", "uncertain", "hypothetical", "historical", "family", "conditional")
 CASES_DIR = Path(__file__).resolve().parent / "context"
@@ -29,30 +30,23 @@ class ContextCase:
 
 
 def read_cases(paths: list[Path] | None = None) -> list[ContextCase]:
-    files: list[Path] = []
-    for p in paths or [CASES_DIR]:
-        files.extend(sorted(p.glob("*.jsonl")) if p.is_dir() else [p])
     cases, seen = [], set()
-    for f in files:
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                text, target, occ = d["text"], d["target"], int(d.get("occurrence", 1))
-                flags = {k: bool(d["flags"][k]) for k in FLAGS}
-            except (ValueError, KeyError, TypeError) as e:
-                raise InputError(f"{f}:{n}", f"not a context case ({e})", "bad_case") from e
-            start = -1
-            for _ in range(occ):
-                start = text.find(target, start + 1)
-                if start < 0:
-                    raise InputError(f"{f}:{n}", f"target {target!r} does not occur {occ} time(s)", "bad_case")
-            if d["id"] in seen:
-                raise InputError(f"{f}:{n}", f"duplicate case id {d['id']}", "bad_case")
-            seen.add(d["id"])
-            cases.append(ContextCase(d["id"], text, start, start + len(target), d.get("label", "PROBLEM"),
-                                     flags, d.get("note", "")))
+    for where, d in iter_jsonl(paths or [CASES_DIR], what="a context case", reason="bad_case"):
+        try:
+            text, target, occ = d["text"], d["target"], int(d.get("occurrence", 1))
+            flags = {k: bool(d["flags"][k]) for k in FLAGS}
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(where, f"not a context case ({e})", "bad_case") from e
+        start = -1
+        for _ in range(occ):
+            start = text.find(target, start + 1)
+            if start < 0:
+                raise InputError(where, f"target {target!r} does not occur {occ} time(s)", "bad_case")
+        if d["id"] in seen:
+            raise InputError(where, f"duplicate case id {d['id']}", "bad_case")
+        seen.add(d["id"])
+        cases.append(ContextCase(d["id"], text, start, start + len(target), d.get("label", "PROBLEM"),
+                                 flags, d.get("note", "")))
     return cases
 
 

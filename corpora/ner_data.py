@@ -13,6 +13,8 @@ from typing import Iterator
 
 from medtext.errors import InputError
 
+from .jsonl import iter_jsonl
+
 LABELS = ("PROBLEM", "TEST", "DRUG", "TREATMENT", "PROCEDURE", "ANATOMY", "FUNCTION")
 NCBI_TYPES = {"SpecificDisease": "PROBLEM", "DiseaseClass": "PROBLEM", "Modifier": "PROBLEM",
               "CompositeMention": "PROBLEM"}
@@ -71,21 +73,14 @@ def parse_markup(marked: str) -> tuple[str, list[tuple[int, int, str]]]:
 
 
 def read_annotated(paths: list[Path] | None = None) -> Iterator[NerExample]:
-    files: list[Path] = []
-    for p in paths or [ANNOTATED_DIR]:
-        files.extend(sorted(p.glob("*.jsonl")) if p.is_dir() else [p])
-    for f in files:
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                text, spans = parse_markup(d["text"])
-            except (ValueError, KeyError) as e:
-                raise InputError(f"{f}:{n}", f"not an annotated note ({e})", "bad_corpus") from e
-            if "](" in text:
-                raise InputError(f"{f}:{n}", "markup left after parsing: unknown label or nested span", "bad_corpus")
-            yield NerExample(d["id"], text, spans, d.get("split", ""), d.get("kind", ""))
+    for where, d in iter_jsonl(paths or [ANNOTATED_DIR], what="an annotated note", reason="bad_corpus"):
+        try:
+            text, spans = parse_markup(d["text"])
+        except (KeyError, TypeError) as e:
+            raise InputError(where, f"not an annotated note ({e})", "bad_corpus") from e
+        if "](" in text:
+            raise InputError(where, "markup left after parsing: unknown label or nested span", "bad_corpus")
+        yield NerExample(d["id"], text, spans, d.get("split", ""), d.get("kind", ""))
 
 
 def read_corpus(path: Path, fmt: str, split: str | None = None) -> list[NerExample]:

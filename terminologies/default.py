@@ -63,7 +63,7 @@ def _team_files(prefix: str) -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tsv"))
 
 
-def _sssom(path: Path, *, object_label: bool = False):
+def _sssom(path: Path):
     import csv
 
     with open(path, encoding="utf-8") as f:

@@ -10,7 +10,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from ..errors import InputError
 from ..lines import text_lines
