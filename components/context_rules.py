@@ -28,6 +28,7 @@ NEGATION = [
     ("not detected", B), ("resolved", B), ("has resolved", B), ("have resolved", B),
     ("now resolved", B), ("negative", B), ("is negative", B), ("was negative", B),
     ("neg", B), ("no longer", F), ("nor", F), ("ruled out for", F),
+    ("negative workup for", F), ("negative work-up for", F), ("negative evaluation for", F),
 ]
 
 UNCERTAIN = [
@@ -37,6 +38,8 @@ UNCERTAIN = [
     ("concern for", F), ("concerning for", F), ("worrisome for", F), ("may be", F),
     ("may represent", F), ("might be", F), ("could be", F), ("could represent", F),
     ("cannot be excluded", B), ("can not be excluded", B), ("cannot be ruled out", B),
+    ("cannot be entirely excluded", B), ("cannot be completely excluded", B),
+    ("cannot be entirely ruled out", B), ("cannot be completely ruled out", B),
     ("can't be ruled out", B), ("cannot exclude", F), ("can not exclude", F), ("not excluded", B),
     ("rule out", F), ("r/o", F), ("ro", F), ("to rule out", F), ("evaluate for", F),
     ("evaluation for", F), ("differential includes", F), ("differential diagnosis includes", F),
@@ -59,6 +62,7 @@ HYPOTHETICAL = [
 
 HISTORICAL = [
     ("history of", F), ("hx of", F), ("h/o", F), ("s/p", F), ("status post", F),
+    ("hx significant for", F), ("hx notable for", F), ("history notable for", F),
     ("prior", F), ("previous", F), ("previously", F), ("remote", F),     ("in the past", BOTH), ("years ago", B), ("year ago", B), ("months ago", B),
     ("as a child", B), ("childhood", F), ("previously treated for", F), ("formerly", F),
     ("resolved", B), ("has resolved", B), ("now resolved", B), ("healed", F),
@@ -83,7 +87,9 @@ CONDITIONAL = [
     ("on standing", B), ("when standing", B), ("after meals", B), ("after eating", B),
     ("with meals", B), ("whenever", BOTH), ("when she", B), ("when he", B), ("when lying", B),
     ("when lying flat", B), ("on lying down", B), ("with movement", B), ("with coughing", B),
-    ("with deep breathing", B), ("with inspiration", B), ("at night", B),     ("exertional", F), ("with bending", B), ("when bending", B), ("on inspiration", B),
+    ("with deep breathing", B), ("with inspiration", B), ("with deep inspiration", B),
+    ("with ambulation", B), ("with walking", B), ("with weight bearing", B), ("with weightbearing", B),
+    ("exertional", F), ("with bending", B), ("when bending", B), ("on inspiration", B),
 ]
 
 PSEUDO = [

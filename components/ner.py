@@ -183,8 +183,8 @@ class ClinicalNER:
                 self.index_path = str(path)
                 self.model_id = f"terminology:{self.matcher.index_name}@{path}"
             except TerminologyError as e:
-                raise ConfigError(f"{name}: {e}. Build the default index with `medtext terminology "
-                                  "build default`, or set index = a folder, or use_matcher = false") from e
+                raise ConfigError(f"{name}: {e} (or set {name}.index to an index folder, or "
+                                  f"{name}.use_matcher = false)") from e
 
     def __call__(self, doc: Doc) -> Doc:
         model_ents = [e for e in doc.ents if e.label_ in self.labels]
