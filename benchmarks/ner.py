@@ -54,7 +54,8 @@ def main() -> None:
         if preset == args.presets[0]:
             result["context"] = {
                 "team_cases": evaluate_context(nlp, read_cases()),
-                "heldout": evaluate_context(nlp, read_cases([ROOT / "corpora" / "context_heldout"]))}
+                "heldout": evaluate_context(nlp, read_cases([ROOT / "corpora" / "context_heldout"])),
+                "heldout2_blind": evaluate_context(nlp, read_cases([ROOT / "corpora" / "context_heldout2"]))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'preset':<9} {'data':<11} {'label':<10} {'strict P':>8} {'R':>6} {'F1':>6}  {'lenient F1':>10}")
