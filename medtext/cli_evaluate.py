@@ -105,3 +105,39 @@ def ner(
         typer.echo(f"{lab:<11} {s['precision']:>8.3f} {s['recall']:>6.3f} {s['f1']:>6.3f}   "
                    f"{le['precision']:>9.3f} {le['recall']:>6.3f} {le['f1']:>6.3f}  {s['tp'] + s['fn']:>5}")
     _write_json(json_out, r)
+
+
+@app.command()
+def linking(
+    data: Path = typer.Argument(..., help="Gold linking file (MedProcNER dev_linking_snomedct.jsonl)"),
+    fmt: str = typer.Option("medprocner", "--format", help="medprocner"),
+    index: Optional[Path] = typer.Option(None, "--index", help="Index folder (default: the embedded default)"),
+    mode: str = typer.Option("lexical", help="lexical, dense or hybrid (dense/hybrid need an index built with --embed)"),
+    routed: bool = typer.Option(True, help="Keep only the SNOMED CT kinds the mention's label routes to"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
+) -> None:
+    """Candidate retrieval accuracy (acc@1/@5/@25) over all mentions and over covered ones."""
+    from .corpora.linking_data import read_medprocner
+    from .errors import InputError
+    from .evaluate import evaluate_linking
+    from .terminologies.default import default_index_dir
+    from .terminologies.index import ConceptIndex, TerminologyError
+
+    if fmt != "medprocner":
+        _fail(f"unknown linking format {fmt!r}: use medprocner")
+    if mode not in ("lexical", "dense", "hybrid"):
+        _fail(f"--mode must be lexical, dense or hybrid, not {mode!r}")
+    try:
+        mentions = read_medprocner(data)
+        ix = ConceptIndex.load(index or default_index_dir())
+        r = evaluate_linking(ix, mentions, mode=mode, routed=routed)
+    except (InputError, TerminologyError) as e:
+        _fail(str(e))
+    r.update({"data": str(data), "index": str(ix.path)})
+    typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} gold codes in the index); "
+               f"mode {mode}{', routed by label' if routed else ''}; {r['mentions_per_s']} mentions/s")
+    typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")
+    for key in ("acc_covered", "acc_all"):
+        a = r[key]
+        typer.echo(f"{key[4:]:<10} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f}")
+    _write_json(json_out, r)
