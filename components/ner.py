@@ -141,16 +141,13 @@ class TerminologyMatcher:
 
     def __call__(self, doc: Doc) -> list[Span]:
         strings = doc.vocab.strings
-        spans = []
+        out = []
         for matcher in (self.lower, self.exact):
             for mid, s, e in matcher(doc):
                 name = strings[mid]
                 span = Span(doc, s, e, label=name.split("|", 1)[0])
-                spans.append((span, name))
-        out = []
-        for span, name in spans:
-            span._.matched_concepts = self.concepts[name]
-            out.append(span)
+                span._.matched_concepts = self.concepts[name]
+                out.append(span)
         return out
 
 

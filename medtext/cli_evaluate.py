@@ -25,9 +25,19 @@ def _load(preset: str, **overrides):
     try:
         return load(preset, **overrides)
     except ConfigError as e:
-        if overrides and "no component" in str(e):
-            return _load(preset)
         _fail(str(e))
+
+
+def _components(preset: str) -> list[str]:
+    """Component names of a preset or .cfg file ([] for a saved pipeline folder)."""
+    from .errors import ConfigError
+    from .pipeline import _preset_config
+
+    try:
+        config, _ = _preset_config(preset)
+    except ConfigError as e:
+        _fail(str(e))
+    return list(config["components"]) if config is not None else []
 
 
 def _write_json(path: Optional[Path], result: dict) -> None:
@@ -50,7 +60,9 @@ def context(
     from .errors import InputError
     from .evaluate import evaluate_context
 
-    nlp = _load(preset, medtext_ner={"use_matcher": False})  # gold cases bring their entities
+    # the gold cases bring their own entities: no need for the terminology matcher
+    no_matcher = {"medtext_ner": {"use_matcher": False}} if "medtext_ner" in _components(preset) else {}
+    nlp = _load(preset, **no_matcher)
     if "medtext_context" not in nlp.pipe_names:
         _fail(f"preset {preset!r} has no medtext_context component")
     try:

@@ -63,6 +63,7 @@ class DenseRetriever:
         self.systems = syn.column("system").to_pylist()
         self.codes = syn.column("code").to_pylist()
         self.terms = syn.column("term").to_pylist()
+        self._masks: dict[str, object] = {}  # system -> boolean array of rows outside it
 
     def search_rows(self, query: str, *, n: int = 50, system: str | None = None):
         """[(synonym row, cosine)] best first."""
@@ -74,6 +75,8 @@ class DenseRetriever:
         for s in range(0, m.shape[0], self.block):
             scores[s:s + self.block] = numpy.asarray(m[s:s + self.block], dtype="float32") @ q
         if system:
-            scores[numpy.array([x != system for x in self.systems])] = -1.0
+            if system not in self._masks:
+                self._masks[system] = numpy.array([x != system for x in self.systems])
+            scores[self._masks[system]] = -1.0
         top = numpy.argpartition(-scores, min(n, len(scores) - 1))[:n]
         return sorted(((int(i), float(scores[i])) for i in top), key=lambda x: -x[1])

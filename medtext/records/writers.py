@@ -42,6 +42,11 @@ class JsonlRecordWriter(RecordWriter):
         return self.paths
 
 
+def _table_tmp_paths(stack: contextlib.ExitStack, folder: Path, suffix: str) -> dict[str, Path]:
+    """A temporary path per table under ``folder``; each is renamed into place when ``stack`` closes."""
+    return {name: stack.enter_context(atomic_path(folder / f"{name}{suffix}")) for name in TABLE_SCHEMAS}
+
+
 class ParquetRecordWriter(RecordWriter):
     """One Parquet file per table under ``OUT/parquet/``, one row group per batch."""
 
@@ -53,8 +58,7 @@ class ParquetRecordWriter(RecordWriter):
 
         folder = self.out_dir / "parquet"
         with contextlib.ExitStack() as stack:
-            tmps = {name: stack.enter_context(atomic_path(folder / f"{name}.parquet"))
-                    for name in TABLE_SCHEMAS}
+            tmps = _table_tmp_paths(stack, folder, ".parquet")
             writers = {name: pq.ParquetWriter(tmps[name], schema, compression="zstd")
                        for name, schema in TABLE_SCHEMAS.items()}
             try:
@@ -83,9 +87,9 @@ class CsvRecordWriter(RecordWriter):
         folder = self.out_dir / "csv"
         with contextlib.ExitStack() as stack:
             writers = {}
+            tmps = _table_tmp_paths(stack, folder, ".csv")
             for name, schema in TABLE_SCHEMAS.items():
-                tmp = stack.enter_context(atomic_path(folder / f"{name}.csv"))
-                f = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+                f = stack.enter_context(open(tmps[name], "w", encoding="utf-8", newline=""))
                 w = csv.DictWriter(f, fieldnames=schema.names, extrasaction="raise")
                 w.writeheader()
                 writers[name] = w
