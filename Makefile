@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,14 +39,20 @@ terminology: install
 train-ner: install
 	$(BIN)/medtext train ner
 
+# The linker's fine-tuned bi-encoder and cross-encoder; re-embeds the default index.
+train-linker: install-trf $(TERM_INDEX)
+	$(BIN)/medtext train linker
+
 demo: install $(TERM_INDEX)
 	$(BIN)/medtext run corpora/samples -o out/demo --overwrite
 	@$(BIN)/medtext summary out/demo
 
-test: install
+# Tests run with the trf extra, so the linker's dense, cross-encoder and training paths are
+# exercised (with tiny models built in the tests).
+test: install-trf
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install-trf
 	$(BIN)/python -m pytest -m "not slow"
 
 # Re-render the sample PDFs (deterministic; the committed ones are the output of this).

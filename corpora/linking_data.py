@@ -3,6 +3,7 @@ reports, with machine-translated English forms) as (mention, gold codes, label) 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ class LinkingMention:
     text: str
     codes: list[str]  # a composite mention has several; "NO_CODE" rows have none
     label: str
+    context: str = ""  # the text the mention sits in (offsets below index it), when known
+    start: int = 0
+    end: int = 0
 
 
 def read_medprocner(path: Path) -> list[LinkingMention]:
@@ -33,3 +37,106 @@ def read_medprocner(path: Path) -> list[LinkingMention]:
         except (KeyError, AttributeError) as e:
             raise InputError(where, f"not a MedProcNER linking row ({e})", "bad_corpus") from e
     return out
+
+
+# Team linking gold (ICF): ``[span](LABEL|code)`` markup, composite codes joined by "+";
+# "NIL" for a mention no category fits. One note per JSONL line: {"id", "kind", "split", "text"}.
+_LINK_MARK = re.compile(r"\[([^\[\]]+)\]\(([A-Z]+)\|([A-Za-z0-9.+\-]+)\)")
+ICF_DIR = Path(__file__).resolve().parent / "icf"
+
+
+@dataclass
+class LinkedNote:
+    id: str
+    text: str
+    spans: list[tuple[int, int, str, list[str]]]  # start, end, label, codes ([] = NIL)
+    split: str = ""
+    kind: str = ""
+
+
+def parse_link_markup(marked: str) -> tuple[str, list[tuple[int, int, str, list[str]]]]:
+    out, spans, pos, length = [], [], 0, 0
+    for m in _LINK_MARK.finditer(marked):
+        before = marked[pos:m.start()]
+        out.append(before)
+        length += len(before)
+        codes = [] if m.group(3) == "NIL" else m.group(3).split("+")
+        spans.append((length, length + len(m.group(1)), m.group(2), codes))
+        out.append(m.group(1))
+        length += len(m.group(1))
+        pos = m.end()
+    out.append(marked[pos:])
+    return "".join(out), spans
+
+
+def read_linked_notes(paths: list[Path] | None = None) -> list[LinkedNote]:
+    notes = []
+    for where, d in iter_jsonl(paths or [ICF_DIR], what="a linked note", reason="bad_corpus"):
+        try:
+            text, spans = parse_link_markup(d["text"])
+        except (KeyError, TypeError) as e:
+            raise InputError(where, f"not a linked note ({e})", "bad_corpus") from e
+        if "](" in text:
+            raise InputError(where, "markup left after parsing: write [span](LABEL|code)", "bad_corpus")
+        notes.append(LinkedNote(d["id"], text, spans, d.get("split", ""), d.get("kind", "")))
+    return notes
+
+
+def read_medtext_linking(path: Path, split: str | None = None) -> list[LinkingMention]:
+    """Mentions of the team's linked notes (``split``: dev or test), with the sentence-free
+    note text kept out: the mention text is the span."""
+    out = []
+    for note in read_linked_notes([Path(path)]):
+        if split and note.split != split:
+            continue
+        for start, end, label, codes in note.spans:
+            out.append(LinkingMention(f"{note.id}:{start}", note.text[start:end], codes, label,
+                                      context=note.text, start=start, end=end))
+    return out
+
+
+def icf_codes() -> dict[str, str]:
+    """ICF code -> label, from the ICF tables the default terminology is built from."""
+    import csv
+
+    data = Path(__file__).resolve().parent.parent / "terminologies" / "data"
+    if not data.is_dir():  # installed package layout
+        from importlib.resources import files
+
+        data = Path(str(files("medtext.terminologies") / "data"))
+    out = {}
+    for p in sorted(data.glob("icf_*.tsv")):
+        with p.open(encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                out[row["code"]] = row["label"]
+    return out
+
+
+def check_linked_notes(paths: list[Path]) -> dict:
+    """Counts and problems of linked notes: unknown codes, empty spans, duplicate ids."""
+    from collections import Counter
+
+    known = icf_codes()
+    notes = read_linked_notes(paths)
+    problems, by_split, by_chapter, ids = [], Counter(), Counter(), Counter(n.id for n in notes)
+    problems += [f"duplicate note id {i}" for i, c in ids.items() if c > 1]
+    for n in notes:
+        for start, end, label, codes in n.spans:
+            span = n.text[start:end]
+            if span != span.strip() or not span.strip():
+                problems.append(f"{n.id}: span {span!r} has edge blanks or is empty")
+            for c in codes:
+                if c not in known:
+                    problems.append(f"{n.id}: {span!r} has unknown ICF code {c}")
+                by_chapter[c[:2]] += 1
+            by_split[n.split] += 1
+    return {"notes": len(notes), "mentions": sum(len(n.spans) for n in notes),
+            "by_split": dict(by_split), "by_chapter": dict(sorted(by_chapter.items())),
+            "nil": sum(1 for n in notes for s in n.spans if not s[3]), "problems": problems}
+
+
+if __name__ == "__main__":  # python -m medtext.corpora.linking_data FILE...
+    import json
+    import sys
+
+    print(json.dumps(check_linked_notes([Path(p) for p in sys.argv[1:]]), indent=1))

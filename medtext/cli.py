@@ -192,6 +192,47 @@ def train_ner_cmd(
     typer.echo(f"installed the NER model at {path}")
 
 
+@train_app.command("linker")
+def train_linker_cmd(
+    index: Optional[Path] = typer.Option(None, "--index", help="Index to train on and re-embed "
+                                                               "(default: the embedded default)"),
+    base: str = typer.Option("all-MiniLM-L6-v2", help="Starting weights for both encoders "
+                                                      "(sentence-transformers / HF name or path)"),
+    bi: bool = typer.Option(True, help="Fine-tune the bi-encoder (--no-bi keeps the one trained before)"),
+    cross: bool = typer.Option(True, help="Also train the cross-encoder re-ranker"),
+    bi_epochs: int = typer.Option(1, min=1, help="Bi-encoder epochs"),
+    ce_epochs: int = typer.Option(1, min=1, help="Cross-encoder epochs"),
+    max_pairs: int = typer.Option(30000, min=100, help="Most terminology synonym pairs for the bi-encoder"),
+    max_queries: int = typer.Option(2500, min=10, help="Most terminology queries for the cross-encoder"),
+    negatives: int = typer.Option(5, min=1, help="Hard negatives per cross-encoder query"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+    seed: int = typer.Option(0, help="Random seed"),
+) -> None:
+    """Fine-tune the linker's bi-encoder (SapBERT-style, on terminology synonyms and the team's
+    linked notes), re-embed the index with it, and train the cross-encoder re-ranker on its hard
+    negatives. Models go to $MEDTEXT_HOME/models/linker_bi and linker_cross; use them with
+    medtext_linker.bi_encoder = "index" and cross_encoder = "medtext:linker_cross"."""
+    import json
+    import logging
+
+    from .errors import ConfigError
+    from .terminologies.index import TerminologyError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from .train_linker import train_linker
+
+        report = train_linker(index_path=index, base=base, bi=bi, cross=cross, bi_epochs=bi_epochs,
+                              ce_epochs=ce_epochs, max_pairs=max_pairs, max_queries=max_queries,
+                              negatives=negatives,
+                              seed=seed, device=None if device == "cpu" else device)
+    except ImportError as e:
+        _fail(f"training the linker needs the transformer stack ({e}): pip install 'medtext[trf]'", EXIT_USAGE)
+    except (ConfigError, TerminologyError) as e:
+        _fail(str(e), EXIT_USAGE)
+    typer.echo(json.dumps(report, indent=2))
+
+
 @app.command()
 def export(
     output: Path = typer.Argument(..., help="Folder to save the pipeline to (spaCy's to_disk layout)"),

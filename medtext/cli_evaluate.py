@@ -121,35 +121,54 @@ def ner(
 
 @app.command()
 def linking(
-    data: Path = typer.Argument(..., help="Gold linking file (MedProcNER dev_linking_snomedct.jsonl)"),
-    fmt: str = typer.Option("medprocner", "--format", help="medprocner"),
+    data: Path = typer.Argument(..., help="Gold linking file: MedProcNER dev_linking_snomedct.jsonl, "
+                                          "or the team's linked notes (corpora/icf/*.jsonl)"),
+    fmt: str = typer.Option("medprocner", "--format", help="medprocner or medtext"),
+    split: Optional[str] = typer.Option(None, help="medtext format: dev or test (default: all notes)"),
     index: Optional[Path] = typer.Option(None, "--index", help="Index folder (default: the embedded default)"),
-    mode: str = typer.Option("lexical", help="lexical, dense or hybrid (dense/hybrid need an index built with --embed)"),
-    routed: bool = typer.Option(True, help="Keep only the SNOMED CT kinds the mention's label routes to"),
+    bi_encoder: Optional[str] = typer.Option(
+        None, help="Dense candidates: 'index' (the model the index was embedded with) or a model "
+                   "name/path matching it; default: lexical only"),
+    cross_encoder: Optional[str] = typer.Option(None, help="Re-rank with this CrossEncoder (name, path, "
+                                                           "or medtext:linker_cross after `medtext train linker`)"),
+    dense_weight: float = typer.Option(0.6, help="Fused score = w * cosine + (1 - w) * lexical score"),
+    nil_threshold: float = typer.Option(0.5, help="Top-1 scores below this are NIL"),
+    use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:
-    """Candidate retrieval accuracy (acc@1/@5/@25) over all mentions and over covered ones."""
-    from .corpora.linking_data import read_medprocner
+    """Linking accuracy: acc@1/@5/@25 over all coded mentions and over covered ones (gold code in
+    the index), top-1 macro-F1 after the NIL threshold, NIL accuracy, mentions/s."""
+    from .corpora.linking_data import read_medprocner, read_medtext_linking
     from .errors import InputError
     from .evaluate import evaluate_linking
     from .terminologies.default import default_index_dir
     from .terminologies.index import ConceptIndex, TerminologyError
+    from .terminologies.linking import Linker
 
-    if fmt != "medprocner":
-        _fail(f"unknown linking format {fmt!r}: use medprocner")
-    if mode not in ("lexical", "dense", "hybrid"):
-        _fail(f"--mode must be lexical, dense or hybrid, not {mode!r}")
+    if fmt not in ("medprocner", "medtext"):
+        _fail(f"unknown linking format {fmt!r}: use medprocner or medtext")
     try:
-        mentions = read_medprocner(data)
+        mentions = read_medprocner(data) if fmt == "medprocner" else read_medtext_linking(data, split)
+        if not mentions:
+            _fail(f"no mentions in {data} (format {fmt}, split {split})")
         ix = ConceptIndex.load(index or default_index_dir())
-        r = evaluate_linking(ix, mentions, mode=mode, routed=routed)
+        linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
+                        dense_weight=dense_weight, nil_threshold=nil_threshold, use_context=use_context)
+        r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
-    r.update({"data": str(data), "index": str(ix.path)})
-    typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} gold codes in the index); "
-               f"mode {mode}{', routed by label' if routed else ''}; {r['mentions_per_s']} mentions/s")
+    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path)})
+    how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight})"
+    if cross_encoder:
+        how += f" + cross-encoder {cross_encoder}"
+    typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
+               f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")
     for key in ("acc_covered", "acc_all"):
         a = r[key]
         typer.echo(f"{key[4:]:<10} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f}")
+    t1, tc = r["top1"], r["top1_category"]
+    typer.echo(f"top-1 after NIL threshold {nil_threshold}: accuracy {t1['accuracy']:.3f}, macro-F1 "
+               f"{t1['macro_f1']:.3f} over {t1['classes']} codes; by category {tc['accuracy']:.3f} / "
+               f"{tc['macro_f1']:.3f}; coded mentions left NIL {r['nil']['coded_left_nil']:.1%}")
     _write_json(json_out, r)

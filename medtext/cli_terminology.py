@@ -150,6 +150,26 @@ def merge(
 
 
 @app.command()
+def embed(
+    model: str = typer.Option(..., help="sentence-transformers model name or path (all-MiniLM-L6-v2 is "
+                                        "packaged; medtext:linker_bi after `medtext train linker`)"),
+    index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP),
+    batch_size: int = typer.Option(256, help="Encoder batch size"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+) -> None:
+    """(Re-)embed every synonym of an index, for the linker's dense candidates. The linker
+    refuses a bi-encoder other than the one recorded here."""
+    from medtext.terminologies.index import embed_index
+
+    path = _index_dir(index)
+    t = time.perf_counter()
+    meta = _guard(embed_index, path, model, batch_size=batch_size, device=None if device == "cpu" else device)
+    e = meta["embedding"]
+    typer.echo(f"embedded {meta['counts']['synonyms']:,} synonyms of {path} with {e['model']} "
+               f"({e['dim']}-d) in {time.perf_counter() - t:.1f} s")
+
+
+@app.command()
 def info(index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP)) -> None:
     """Counts, sources, versions, licences and attribution of an index."""
     from medtext.terminologies.index import ConceptIndex

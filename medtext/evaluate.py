@@ -87,48 +87,85 @@ def evaluate_spans(pairs: Iterable[tuple[list, list]], labels: list[str] | None 
     return {"documents": n_docs, "strict": table(strict), "lenient": table(lenient)}
 
 
-# SNOMED CT kinds each entity label is linked to (the linker's routing)
-ROUTES = {
-    "PROBLEM": ("disorder", "finding", "morphologic abnormality"),
-    "PROCEDURE": ("procedure", "regime/therapy"),
-    "TEST": ("procedure", "observable entity"),
-    "TREATMENT": ("procedure", "regime/therapy"),
-    "DRUG": ("substance", "product", "medicinal product", "clinical drug"),
-    "ANATOMY": ("body structure",),
-}
+def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
+                     system: str | None = None) -> dict[str, Any]:
+    """Score a :class:`medtext.terminologies.linking.Linker` on gold mentions.
 
-
-def evaluate_linking(index, mentions, *, mode: str = "lexical", ks=(1, 5, 25),
-                     routed: bool = True, pool: int = 200) -> dict[str, Any]:
-    """acc@k over all mentions and over covered ones (a gold code is in the index).
-
-    Candidates: the index's ``search`` (``mode`` lexical, dense or hybrid) over SNOMED CT,
-    ``pool`` concepts deep, then (``routed``) only the kinds the mention's label routes to."""
+    - acc@k over coded mentions and over covered ones (a gold code is in the index): a
+      composite mention counts as found when any of its codes is in the top k;
+    - top-1 after the NIL threshold: micro accuracy and macro-F1 over gold codes (the ICF
+      reference's measure), also at the 3-character category level for ICF-style codes;
+    - NIL: accuracy on gold NIL mentions (codes ``[]``) and the share of coded mentions
+      wrongly left NIL.
+    Candidates beyond the linker's ``top`` are not seen: set its ``top`` to ``max(ks)``."""
     import time
 
-    codes_in_index = {c for s, c in zip(index.tables["concepts"].column("system").to_pylist(),
-                                        index.tables["concepts"].column("code").to_pylist()) if s == "snomed"}
+    from medtext.terminologies.linking import Mention
+
+    con = linker.index.tables["concepts"]
+    in_index = {c for s, c in zip(con.column("system").to_pylist(), con.column("code").to_pylist())
+                if system is None or s == system}
     hits = {k: 0 for k in ks}
     hits_cov = {k: 0 for k in ks}
-    n = covered = 0
+    n = covered = nil_gold = nil_right = wrongly_nil = 0
+    top1: list[tuple[str, str]] = []  # (gold, predicted or "NIL") for single-code mentions
     t = time.perf_counter()
-    for m in mentions:
+    results = []
+    for s in range(0, len(mentions), batch_size):
+        chunk = mentions[s:s + batch_size]
+        results += linker.link([Mention(m.text, m.label, _sentence(m)) for m in chunk])
+    seconds = time.perf_counter() - t
+    for m, r in zip(mentions, results):
+        best = r.best
+        pred = best.code if best is not None else "NIL"
         if not m.codes:
-            continue  # NO_CODE rows are not scored
+            nil_gold += 1
+            nil_right += best is None
+            continue
         n += 1
-        is_cov = any(c in codes_in_index for c in m.codes)
+        is_cov = any(c in in_index for c in m.codes)
         covered += is_cov
-        found = index.search(m.text, k=pool, system="snomed", mode=mode)
-        if routed and m.label in ROUTES:
-            found = [h for h in found if h["kind"] in ROUTES[m.label]]
-        ranked = [h["code"] for h in found]
+        ranked = [c.code for c in r.candidates]
         for k in ks:
             if any(c in ranked[:k] for c in m.codes):
                 hits[k] += 1
                 hits_cov[k] += is_cov
-    seconds = time.perf_counter() - t
-    return {"mentions": n, "covered": covered, "coverage": round(covered / max(n, 1), 4),
-            "mode": mode, "routed": routed,
-            "acc_all": {f"@{k}": round(hits[k] / max(n, 1), 4) for k in ks},
-            "acc_covered": {f"@{k}": round(hits_cov[k] / max(covered, 1), 4) for k in ks},
-            "mentions_per_s": round(n / seconds, 1) if seconds else None}
+        wrongly_nil += best is None
+        if len(m.codes) == 1:
+            top1.append((m.codes[0], pred))
+
+    def macro(pairs):
+        classes = sorted({g for g, _ in pairs})
+        f1s = []
+        for c in classes:
+            tp = sum(1 for g, p in pairs if g == c and p == c)
+            fp = sum(1 for g, p in pairs if g != c and p == c)
+            fn = sum(1 for g, p in pairs if g == c and p != c)
+            f1s.append(prf(tp, fp, fn)["f1"])
+        return {"macro_f1": round(sum(f1s) / max(len(f1s), 1), 4), "classes": len(classes),
+                "accuracy": round(sum(g == p for g, p in pairs) / max(len(pairs), 1), 4)}
+
+    def category(code):  # ICF-style "d4500" -> "d450"
+        return code[:4] if len(code) > 4 and code[0] in "bdes" and code[1:].isdigit() else code
+
+    out = {"mentions": n, "covered": covered, "coverage": round(covered / max(n, 1), 4),
+           "acc_all": {f"@{k}": round(hits[k] / max(n, 1), 4) for k in ks},
+           "acc_covered": {f"@{k}": round(hits_cov[k] / max(covered, 1), 4) for k in ks},
+           "top1": macro(top1),
+           "top1_category": macro([(category(g), category(p)) for g, p in top1]),
+           "nil": {"gold_nil": nil_gold, "nil_accuracy": round(nil_right / nil_gold, 4) if nil_gold else None,
+                   "coded_left_nil": round(wrongly_nil / max(n, 1), 4)},
+           "linker": linker.describe(),
+           "mentions_per_s": round(len(mentions) / seconds, 1) if seconds else None}
+    return out
+
+
+def _sentence(m) -> str:
+    """The sentence around a gold mention (for cross-encoders that read context)."""
+    if not m.context:
+        return ""
+    text = m.context
+    starts = [text.rfind(c, 0, m.start) for c in (". ", "\n", "; ")]
+    a = max(starts) + 1 if max(starts) >= 0 else 0
+    ends = [e for e in (text.find(c, m.end) for c in (". ", "\n", "; ")) if e >= 0]
+    return text[a:min(ends) if ends else len(text)].strip()

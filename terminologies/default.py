@@ -74,6 +74,11 @@ def _sssom(path: Path):
             yield row
 
 
+# ICF categories take their component as kind (chapters and blocks keep "chapter"/"block")
+ICF_COMPONENTS = {"b": "body function", "s": "body structure", "d": "activity and participation",
+                  "e": "environmental factor"}
+
+
 def build_default(assets: Path | None = None) -> TerminologyData:
     import simple_icd_10_cm as icd
 
@@ -194,6 +199,8 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             if row["code"] not in structure:
                 raise TerminologyError(f"ICF code {row['code']} is not in {p.name}", f, n)
             kind, parent = structure[row["code"]]
+            if kind not in ("component", "chapter", "block"):  # a category: name its component
+                kind = ICF_COMPONENTS.get(row["code"][0], kind)
             data.add_concept("icf", row["code"], row["label"], kind=kind,
                              parents=[parent] if parent else [], source="medtext")
             data.definitions.append({"system": "icf", "code": row["code"], "text": row["description"],

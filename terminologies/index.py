@@ -202,22 +202,11 @@ def write_index(data: TerminologyData, out_dir: Path, *, name: str, description:
             continue
         with atomic_path(out_dir / f"{tname}.parquet") as tmp:
             pq.write_table(_table(rows, tname), tmp, compression="zstd")
+    (out_dir / "embeddings.f16.npy").unlink(missing_ok=True)
     embedding = None
-    emb_path = out_dir / "embeddings.f16.npy"
-    emb_path.unlink(missing_ok=True)
     if embed_model:
-        from .embeddings import embed_terms
-
-        t = time.perf_counter()
-        vectors, model_id = embed_terms([s["term"] for s in data.synonyms], embed_model,
-                                        batch_size=batch_size)
-        import numpy
-
-        with atomic_path(emb_path) as tmp, open(tmp, "wb") as f:
-            numpy.save(f, vectors.astype("float16"))
-        embedding = {"model": model_id, "dim": int(vectors.shape[1]), "dtype": "float16",
-                     "rows": "synonyms", "normalized": True,
-                     "seconds": round(time.perf_counter() - t, 1)}
+        embedding = _write_embeddings(out_dir, [s["term"] for s in data.synonyms], embed_model,
+                                      batch_size=batch_size)
     systems: dict[str, int] = {}
     for c in data.concepts:
         systems[c["system"]] = systems.get(c["system"], 0) + 1
@@ -231,6 +220,42 @@ def write_index(data: TerminologyData, out_dir: Path, *, name: str, description:
         "embedding": embedding,
     }
     atomic_write_text(out_dir / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return meta
+
+
+def _write_embeddings(out_dir: Path, terms: list[str], model: str, *, batch_size: int = 256,
+                      device: str | None = None) -> dict[str, Any]:
+    import numpy
+
+    from .embeddings import embed_terms
+
+    t = time.perf_counter()
+    if terms:
+        vectors, model_id = embed_terms(terms, model, batch_size=batch_size, device=device)
+    else:  # an empty terminology: an empty matrix of the model's width
+        from .embeddings import load_model, resolve_model
+
+        model_id = resolve_model(model)[1]
+        dim = load_model(model, device=device).get_sentence_embedding_dimension()
+        vectors = numpy.zeros((0, dim), dtype="float32")
+    with atomic_path(out_dir / "embeddings.f16.npy") as tmp, open(tmp, "wb") as f:
+        numpy.save(f, vectors.astype("float16"))
+    return {"model": model_id, "dim": int(vectors.shape[1]), "dtype": "float16",
+            "rows": "synonyms", "normalized": True, "seconds": round(time.perf_counter() - t, 1)}
+
+
+def embed_index(path: str | Path, model: str, *, batch_size: int = 256,
+                device: str | None = None) -> dict[str, Any]:
+    """(Re-)embed every synonym of an existing index with ``model``; returns the new metadata.
+    The old embeddings stay valid until the new ones and the metadata are written."""
+    index = ConceptIndex.load(path, mmap=False)
+    terms = index.tables["synonyms"].column("term").to_pylist()
+    meta = dict(index.meta)
+    # a crash part-way leaves an index without embeddings (a clear error), never a mismatch
+    meta["embedding"] = None
+    atomic_write_text(Path(path) / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    meta["embedding"] = _write_embeddings(Path(path), terms, model, batch_size=batch_size, device=device)
+    atomic_write_text(Path(path) / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return meta
 
 

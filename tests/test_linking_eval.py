@@ -12,6 +12,7 @@ from medtext.corpora.linking_data import read_medprocner
 from medtext.evaluate import evaluate_linking
 from medtext.terminologies.default import default_index_dir
 from medtext.terminologies.index import ConceptIndex
+from medtext.terminologies.linking import Linker
 
 
 def _rows(tmp_path: Path) -> Path:
@@ -33,7 +34,8 @@ def _rows(tmp_path: Path) -> Path:
 def test_reader_and_scores(tmp_path, medtext_home):
     mentions = read_medprocner(_rows(tmp_path))
     assert [m.codes for m in mentions][-1] == [] and mentions[0].label == "PROCEDURE"
-    r = evaluate_linking(ConceptIndex.load(default_index_dir()), mentions)
+    r = evaluate_linking(Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, top=25), mentions,
+                         system="snomed")
     assert r["mentions"] == 3 and r["covered"] == 2  # NO_CODE skipped; 999999999 not in the index
     assert r["acc_covered"]["@1"] == 1.0 and r["acc_all"]["@1"] == round(2 / 3, 4)
 
@@ -47,3 +49,45 @@ def test_cli(tmp_path, medtext_home):
     bad.write_text('{"filename": "x"}\n')
     res = CliRunner().invoke(app, ["evaluate", "linking", str(bad)])
     assert res.exit_code == 2 and "not a MedProcNER linking row" in res.output
+
+
+def test_icf_gold_set_is_valid():
+    from medtext.corpora.linking_data import ICF_DIR, check_linked_notes, read_medtext_linking
+
+    report = check_linked_notes(sorted(ICF_DIR.glob("*.jsonl")))
+    assert report["problems"] == []
+    assert report["mentions"] >= 200 and set(report["by_split"]) == {"dev", "test"}
+    assert {"b2", "b7", "d4", "d5", "d6"} <= set(report["by_chapter"])
+    test = read_medtext_linking(ICF_DIR, "test")
+    assert test and all(m.label == "FUNCTION" for m in test)
+    m = test[0]
+    assert m.context[m.start:m.end] == m.text
+
+
+def test_link_markup_errors(tmp_path):
+    import pytest
+
+    from medtext.corpora.linking_data import parse_link_markup, read_linked_notes
+    from medtext.errors import InputError
+
+    text, spans = parse_link_markup("Pt [amb 50 ft](FUNCTION|d4500) and [writes](FUNCTION|NIL), [sit>stand](FUNCTION|d4104+d415).")
+    assert text == "Pt amb 50 ft and writes, sit>stand."
+    assert [s[3] for s in spans] == [["d4500"], [], ["d4104", "d415"]]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "split": "dev", "text": "[amb](FUNCTION d450)"}\n')
+    with pytest.raises(InputError, match="markup left"):
+        read_linked_notes([bad])
+
+
+def test_cli_medtext_format(tmp_path, medtext_home):
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "n1", "split": "test", "text":
+                                 "Needs help [putting on socks](FUNCTION|d5402). [Walking](FUNCTION|d450) ok. "
+                                 "[Plays bridge](FUNCTION|NIL)."}) + "\n")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--split", "test",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["mentions"] == 2 and r["acc_covered"]["@1"] == 1.0 and r["nil"]["gold_nil"] == 1
+    assert "macro-F1" in res.output

@@ -257,7 +257,7 @@ def test_embeddings_float16_memory_mapped(tmp_path, monkeypatch):
 
     from medtext.terminologies import embeddings
 
-    def fake_embed(terms, model, batch_size=256):
+    def fake_embed(terms, model, batch_size=256, **kw):
         rng = numpy.random.default_rng(0)
         v = rng.normal(size=(len(terms), 8)).astype("float32")
         return v / numpy.linalg.norm(v, axis=1, keepdims=True), f"test/{model}"

@@ -1,0 +1,95 @@
+"""Entity linking accuracy and speed: MedProcNER dev (SNOMED CT procedures, English forms) and
+the team's ICF test split, for each linker configuration.
+
+    python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...]
+
+Configurations (each needs what the one before it built):
+
+- ``lexical``      exact + fuzzy synonyms, no model;
+- ``dense-base``   + all-MiniLM-L6-v2 candidates (an index copy embedded with it is made once
+                   under $MEDTEXT_HOME/terminologies/default-minilm);
+- ``dense-tuned``  + the fine-tuned bi-encoder (``medtext train linker``: the default index is
+                   embedded with medtext:linker_bi);
+- ``rerank``       dense-tuned + the cross-encoder medtext:linker_cross.
+
+Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
+mentions, top-1 macro-F1 for ICF, mentions/s, linker load seconds, peak RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
+    args = p.parse_args()
+
+    from medtext.corpora.linking_data import ICF_DIR, read_medprocner, read_medtext_linking
+    from medtext.evaluate import evaluate_linking
+    from medtext.terminologies.default import default_index_dir
+    from medtext.terminologies.index import ConceptIndex, embed_index
+    from medtext.terminologies.linking import Linker
+
+    tuned_dir = default_index_dir()
+    base_dir = tuned_dir.with_name("default-minilm")
+    configs = args.configs.split(",")
+    if "dense-base" in configs:
+        meta = base_dir / "metadata.json"
+        if not meta.exists() or (json.loads(meta.read_text()).get("embedding") or {}).get("model") \
+                != "sentence-transformers/all-MiniLM-L6-v2":
+            print(f"embedding a copy of the default index with all-MiniLM-L6-v2 into {base_dir} ...", file=sys.stderr)
+            shutil.rmtree(base_dir, ignore_errors=True)
+            shutil.copytree(tuned_dir, base_dir, ignore=shutil.ignore_patterns("embeddings.f16.npy"))
+            embed_index(base_dir, "all-MiniLM-L6-v2")
+    settings = {
+        "lexical": (tuned_dir, dict(bi_encoder=None)),
+        "dense-base": (base_dir, dict(bi_encoder="index")),
+        "dense-tuned": (tuned_dir, dict(bi_encoder="medtext:linker_bi")),
+        "rerank": (tuned_dir, dict(bi_encoder="medtext:linker_bi", cross_encoder="medtext:linker_cross")),
+    }
+    sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
+            "icf-test": (read_medtext_linking(ICF_DIR, "test"), None)}
+    results = {"anchors": ANCHORS, "configs": {}}
+    for name in configs:
+        index_dir, kw = settings[name]
+        t = time.perf_counter()
+        linker = Linker(ConceptIndex.load(index_dir), top=25, **kw)
+        load_s = time.perf_counter() - t
+        results["configs"][name] = {"load_seconds": round(load_s, 2), "sets": {}}
+        for set_name, (mentions, system) in sets.items():
+            linker.cache.clear()
+            r = evaluate_linking(linker, mentions, system=system)
+            results["configs"][name]["sets"][set_name] = r
+            print(f"{name:<12} {set_name:<15} cov {r['coverage']:.3f}  covered @1/@5/@25 "
+                  f"{r['acc_covered']['@1']:.3f}/{r['acc_covered']['@5']:.3f}/{r['acc_covered']['@25']:.3f}  "
+                  f"macro-F1 {r['top1']['macro_f1']:.3f}  {r['mentions_per_s']:>7} mentions/s", flush=True)
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print()
+    print(f"{'config':<12} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")
+    for name, c in results["configs"].items():
+        for set_name, r in c["sets"].items():
+            a = r["acc_covered"]
+            print(f"{name:<12} {set_name:<15} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
+                  f"{r['acc_all']['@1']:>6.3f} {r['top1']['macro_f1']:>6.3f} {r['top1_category']['macro_f1']:>6.3f} "
+                  f"{r['mentions_per_s']:>8}")
+    print(f"anchors: ClinLinker MedProcNER covered-style acc@1/5/25 0.663/0.828/0.898; ICF macro-F1 0.84; "
+          f"peak RSS {results['peak_rss_mb']} MB")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

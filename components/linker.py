@@ -1,0 +1,126 @@
+"""``medtext_linker``: link entities to SNOMED CT, ICF (or any system of a terminology index).
+
+For each entity of ``doc.ents`` whose label has a route (``routes``; default
+:data:`medtext.terminologies.linking.ROUTES`: PROBLEM -> SNOMED CT disorders/findings,
+FUNCTION -> ICF activities and body functions, ...), the linker ranks concepts of the index
+(lexical + optional bi-encoder candidates, fused, optionally re-ranked by a cross-encoder; see
+:mod:`medtext.terminologies.linking`) and sets:
+
+- ``ent._.concepts``: ranked candidates ``[{"system", "code", "display", "score"}]``;
+- ``ent.kb_id_``: ``"system:code"`` of the top concept when its score reaches
+  ``nil_threshold`` (empty when NIL);
+- ``ent._.linked``: True when linked, False for NIL.
+
+Models are config: ``bi_encoder`` (``null`` = lexical only; ``"index"`` = the model the index
+was embedded with; or a sentence-transformers name/path, which must match the index) and
+``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
+train linker``). ``nlp.pipe`` links all entities of a batch of documents in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.util import minibatch
+
+log = logging.getLogger(__name__)
+
+
+class EntityLinker:
+    version = "1.0.0"
+
+    def __init__(self, nlp: Language, name: str, *, index: str | None, bi_encoder: str | None,
+                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
+                 rerank_top: int, dense_weight: float, nil_threshold: float, use_context: bool,
+                 device: str, batch_size: int, cache_size: int):
+        from medtext.errors import ConfigError
+        from medtext.terminologies.default import default_index_dir
+        from medtext.terminologies.index import ConceptIndex, TerminologyError
+        from medtext.terminologies.linking import Linker
+
+        for ext, default in (("concepts", None), ("linked", None)):
+            if not Span.has_extension(ext):
+                Span.set_extension(ext, default=default)
+        if not 0.0 <= dense_weight <= 1.0:
+            raise ConfigError(f"{name}.dense_weight must be within 0..1, not {dense_weight}")
+        if top < 1 or candidates < 1:
+            raise ConfigError(f"{name}.top and {name}.candidates must be at least 1")
+        if routes is not None:
+            bad = [k for k, v in routes.items() if not isinstance(v, list) or not all(isinstance(x, str) for x in v)]
+            if bad:
+                raise ConfigError(f"{name}.routes: each label maps to a list of \"system\" or "
+                                  f"\"system:kind\" strings (bad: {bad})")
+        self.name = name
+        path = Path(index) if index else default_index_dir()
+        try:
+            self.linker = Linker(ConceptIndex.load(path), bi_encoder=bi_encoder, cross_encoder=cross_encoder,
+                                 routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
+                                 dense_weight=dense_weight, nil_threshold=nil_threshold,
+                                 use_context=use_context, device=None if device == "cpu" else device,
+                                 batch_size=batch_size, cache_size=cache_size)
+        except TerminologyError as e:
+            raise ConfigError(f"{name}: {e}") from e
+        self.index_path = str(path)
+        self.batch_size = batch_size
+        d = self.linker.describe()
+        self.model_id = (f"linker:{d['index']}@{path}" + (f"+bi={d['bi_encoder']}" if d["bi_encoder"] else "")
+                         + (f"+cross={d['cross_encoder']}" if d["cross_encoder"] else ""))
+
+    def __call__(self, doc: Doc) -> Doc:
+        self._link_docs([doc])
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], batch_size: int = 64) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=batch_size):
+            self._link_docs(docs)
+            yield from docs
+
+    def _link_docs(self, docs: list[Doc]) -> None:
+        from medtext.terminologies.linking import Mention
+
+        mentions, where = [], []
+        ents = [doc.ents for doc in docs]  # doc.ents builds a new tuple on every access
+        for d, doc in enumerate(docs):
+            for e, ent in enumerate(ents[d]):
+                if ent.label_ not in self.linker.routes:
+                    continue
+                ctx = ""
+                if self.linker.use_context and doc.has_annotation("SENT_START"):
+                    ctx = ent.sent.text
+                mentions.append(Mention(ent.text, ent.label_, ctx))
+                where.append((d, e))
+        if not mentions:
+            return
+        results = self.linker.link(mentions)
+        kb: dict[int, dict[int, str]] = {}
+        for (d, e), r in zip(where, results):
+            ent = ents[d][e]
+            ent._.concepts = [c.as_dict() for c in r.candidates]
+            ent._.linked = not r.nil
+            if r.best is not None:
+                kb.setdefault(d, {})[e] = f"{r.best.system}:{r.best.code}"
+        for d, ids in kb.items():
+            doc = docs[d]
+            doc.ents = [Span(doc, ent.start, ent.end, label=ent.label, kb_id=ids[e]) if e in ids else ent
+                        for e, ent in enumerate(ents[d])]
+
+
+@Language.factory(
+    "medtext_linker",
+    default_config={"index": None, "bi_encoder": None, "cross_encoder": None, "routes": None,
+                    "candidates": 64, "top": 5, "rerank_top": 16, "dense_weight": 0.6,
+                    "nil_threshold": 0.5, "use_context": False, "device": "cpu", "batch_size": 64,
+                    "cache_size": 100000},
+)
+def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
+                cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
+                rerank_top: int, dense_weight: float, nil_threshold: float, use_context: bool,
+                device: str, batch_size: int, cache_size: int) -> EntityLinker:
+    return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
+                        routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
+                        dense_weight=dense_weight, nil_threshold=nil_threshold, use_context=use_context,
+                        device=device, batch_size=batch_size, cache_size=cache_size)

@@ -1,0 +1,348 @@
+"""Entity linking engine: mention -> ranked concepts of a terminology index, or NIL.
+
+Three stages, each optional after the first:
+
+1. **Routing.** An entity label names the systems and kinds it may link to (``ROUTES``:
+   PROBLEM -> SNOMED CT disorders/findings, FUNCTION -> ICF categories, ...). Mentions of an
+   unrouted label are not linked.
+2. **Candidates.** Lexical (exact + rapidfuzz over synonyms and abbreviations, see
+   :mod:`.retrieval`) and, when a bi-encoder is configured, dense (cosine between the
+   mention's embedding and every synonym embedding of the index, exact blockwise search over
+   the routed rows; one encoder call per batch of mentions). Every candidate of either channel
+   gets both scores (its best synonym's cosine and its best synonym's string score) and a
+   fused score ``dense_weight * cosine + (1 - dense_weight) * lexical``.
+3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
+   ``medtext train linker``) scores (mention, candidate term) pairs for the top
+   ``rerank_top`` candidates; its probability becomes the score.
+
+The top concept is kept when its score reaches ``nil_threshold``; otherwise the mention is NIL
+(no ``kb_id``; the ranked candidates are still returned for review). Results are cached by
+normalised mention + label (+ context when the cross-encoder reads context).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy
+
+from .index import ConceptIndex, TerminologyError, normalize
+
+log = logging.getLogger(__name__)
+
+# label -> ["system" | "system:kind", ...]
+ROUTES: dict[str, list[str]] = {
+    "PROBLEM": ["snomed:disorder", "snomed:finding", "snomed:morphologic abnormality"],
+    "TEST": ["snomed:procedure", "snomed:observable entity"],
+    "TREATMENT": ["snomed:procedure", "snomed:regime/therapy", "snomed:physical object"],
+    "PROCEDURE": ["snomed:procedure", "snomed:regime/therapy"],
+    "DRUG": ["snomed:substance", "snomed:product", "snomed:medicinal product",
+             "snomed:clinical drug", "snomed:medicinal product form"],
+    "ANATOMY": ["snomed:body structure"],
+    # ICF categories (not chapters or blocks) of activities/participation and body functions
+    "FUNCTION": ["icf:activity and participation", "icf:body function"],
+}
+MAX_MENTION_CHARS = 256  # longer mentions are cut (a span that long is not a concept name)
+CONTEXT_CHARS = 300
+MIN_FUZZY_CHARS = 3
+
+
+def candidate_text(term: str, definition: str | None) -> str:
+    """What the cross-encoder reads for a candidate concept (in training and at run time)."""
+    return f"{term} ; {definition[:200]}" if definition else term
+
+
+@dataclass
+class Mention:
+    text: str
+    label: str
+    context: str = ""  # the sentence, when the cross-encoder reads context
+
+
+@dataclass
+class Candidate:
+    system: str
+    code: str
+    term: str
+    kind: str
+    score: float
+    lexical: float = 0.0
+    dense: float = 0.0
+    rerank: float | None = None
+    matched: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "code": self.code, "display": self.term,
+                "score": round(self.score, 4)}
+
+
+@dataclass
+class LinkResult:
+    candidates: list[Candidate] = field(default_factory=list)
+    nil: bool = True
+
+    @property
+    def best(self) -> Candidate | None:
+        return None if self.nil or not self.candidates else self.candidates[0]
+
+
+class Linker:
+    """See the module docstring. ``bi_encoder``: ``None`` (lexical only), ``"index"`` (the
+    model the index's embeddings were made with) or a model name/path, which must be the one
+    the index was embedded with (a different model gives meaningless cosines: error)."""
+
+    def __init__(self, index: ConceptIndex, *, bi_encoder: str | None = "index",
+                 cross_encoder: str | None = None, routes: dict[str, list[str]] | None = None,
+                 candidates: int = 64, top: int = 5, rerank_top: int = 16,
+                 dense_weight: float = 0.6, nil_threshold: float = 0.5,
+                 use_context: bool = False, device: str | None = None, batch_size: int = 64,
+                 cache_size: int = 100_000):
+        from .retrieval import LexicalRetriever
+
+        self.index = index
+        self.routes = routes if routes is not None else ROUTES
+        self.n_candidates = candidates
+        self.top = top
+        self.rerank_top = rerank_top
+        self.dense_weight = dense_weight
+        self.nil_threshold = nil_threshold
+        self.use_context = use_context
+        self.device = device
+        self.batch_size = batch_size
+        self.cache: OrderedDict[tuple, LinkResult] = OrderedDict()
+        self.cache_size = cache_size
+        self.lexical = LexicalRetriever.from_index(index)
+        con = index.tables["concepts"]
+        self.c_system = con.column("system").to_pylist()
+        self.c_code = con.column("code").to_pylist()
+        self.c_term = con.column("term").to_pylist()
+        self.c_kind = con.column("kind").to_pylist()
+        cid = {(s, c): i for i, (s, c) in enumerate(zip(self.c_system, self.c_code))}
+        # synonym row -> concept id, and concept id -> its synonym rows
+        self.row_concept = numpy.array([cid.get((s, c), -1) for s, c in
+                                        zip(self.lexical.systems, self.lexical.codes)], dtype=numpy.int64)
+        order = numpy.argsort(self.row_concept, kind="stable")
+        bounds = numpy.searchsorted(self.row_concept[order], numpy.arange(len(self.c_code) + 1))
+        self.concept_rows = [order[bounds[i]:bounds[i + 1]] for i in range(len(self.c_code))]
+        self._route_concepts: dict[str, numpy.ndarray] = {}
+        self._route_rows: dict[str, numpy.ndarray] = {}
+        self.bi_model = None
+        self.bi_name = None
+        if bi_encoder:
+            self._setup_dense(bi_encoder)
+        self.cross = None
+        self.cross_name = cross_encoder
+        if cross_encoder:
+            from .embeddings import load_model
+
+            self.cross = load_model(cross_encoder, device=device, kind="cross")
+            d = index.tables["definitions"]
+            self.definitions: dict[tuple[str, str], str] = {}
+            for s, c, t in zip(d.column("system").to_pylist(), d.column("code").to_pylist(),
+                               d.column("text").to_pylist()):
+                self.definitions.setdefault((s, c), t)
+
+    # --- setup -----------------------------------------------------------------------------
+    def _setup_dense(self, bi_encoder: str) -> None:
+        from .embeddings import load_model, resolve_model
+
+        emb = self.index.meta.get("embedding")
+        if self.index.embeddings is None or not emb:
+            raise TerminologyError(
+                "the linker's bi_encoder needs an index with embeddings: run `medtext terminology "
+                "embed --model MODEL` on it (or set bi_encoder = null for lexical linking)", self.index.path)
+        name = emb["model"] if bi_encoder == "index" else bi_encoder
+        model_id = resolve_model(name)[1]
+        if model_id != emb["model"]:
+            raise TerminologyError(
+                f"the index's embeddings were made with {emb['model']!r}, but the linker's bi_encoder "
+                f"is {model_id!r}: cosines between two models mean nothing. Re-embed the index "
+                f"(`medtext terminology embed --model {name}`) or set bi_encoder = \"index\"",
+                self.index.path)
+        if self.index.embeddings.shape[0] != len(self.row_concept):
+            raise TerminologyError(f"the index has {self.index.embeddings.shape[0]} embeddings for "
+                                   f"{len(self.row_concept)} synonyms: re-embed it", self.index.path)
+        self.bi_model = load_model(name, device=self.device)
+        self.bi_name = model_id
+        dim = self.bi_model.get_embedding_dimension()
+        if dim and dim != self.index.embeddings.shape[1]:
+            raise TerminologyError(f"bi_encoder {model_id!r} gives {dim}-d vectors but the index "
+                                   f"holds {self.index.embeddings.shape[1]}-d ones: re-embed it", self.index.path)
+
+    def route_concepts(self, label: str) -> numpy.ndarray:
+        """Boolean mask over concepts that ``label`` may link to."""
+        if label not in self._route_concepts:
+            allowed = self.routes.get(label, [])
+            systems = {r for r in allowed if ":" not in r}
+            kinds = {tuple(r.split(":", 1)) for r in allowed if ":" in r}
+            self._route_concepts[label] = numpy.array(
+                [s in systems or (s, k) in kinds for s, k in zip(self.c_system, self.c_kind)], dtype=bool)
+            cm = self._route_concepts[label]
+            self._route_rows[label] = numpy.flatnonzero(
+                (self.row_concept >= 0) & cm[numpy.maximum(self.row_concept, 0)])
+        return self._route_concepts[label]
+
+    # --- linking ---------------------------------------------------------------------------
+    def _key(self, m: Mention) -> tuple:
+        ctx = ""
+        if self.cross is not None and self.use_context and m.context:
+            ctx = hashlib.blake2b(m.context.encode("utf-8", "replace"), digest_size=8).hexdigest()
+        return (normalize(m.text[:MAX_MENTION_CHARS]), m.label, ctx)
+
+    def link(self, mentions: Iterable[Mention]) -> list[LinkResult]:
+        """Link a batch; one bi-encoder and one cross-encoder call for all its uncached mentions."""
+        mentions = list(mentions)
+        keys = [self._key(m) for m in mentions]
+        todo: dict[tuple, Mention] = {}
+        for k, m in zip(keys, mentions):
+            if k not in self.cache and k not in todo:
+                todo[k] = m
+        if todo:
+            for k, r in zip(todo, self._link_uncached(list(todo.values()))):
+                self.cache[k] = r
+                if len(self.cache) > self.cache_size:
+                    self.cache.popitem(last=False)
+        out = []
+        for k, m in zip(keys, mentions):
+            r = self.cache.get(k)
+            if r is None:  # evicted within this batch (cache smaller than the batch)
+                r = self._link_uncached([m])[0]
+            out.append(r)
+        return out
+
+    def _link_uncached(self, mentions: list[Mention]) -> list[LinkResult]:
+        results = [LinkResult() for _ in mentions]
+        queries = [m.text[:MAX_MENTION_CHARS].strip() for m in mentions]
+        routed = [i for i, m in enumerate(mentions)
+                  if m.label in self.routes and normalize(queries[i]) and self.route_concepts(m.label).any()]
+        if not routed:
+            return results
+        pools: dict[int, dict[int, Candidate]] = {i: {} for i in routed}
+        # lexical channel
+        for i in routed:
+            mask = self.route_concepts(mentions[i].label)
+            systems = {r.split(":", 1)[0] for r in self.routes[mentions[i].label]}
+            for system in sorted(systems):
+                for h in self.lexical.search(queries[i], k=self.n_candidates * 4, system=system):
+                    c = self._cid(h["system"], h["code"])
+                    if c >= 0 and mask[c] and len(pools[i]) < self.n_candidates * 2:
+                        pools[i].setdefault(c, self._candidate(c, lexical=h["score"], matched=h["matched"]))
+        # dense channel: one encoder call, then exact blockwise search per label
+        if self.bi_model is not None:
+            qv = self.bi_model.encode([queries[i] for i in routed], batch_size=self.batch_size,
+                                      normalize_embeddings=True, convert_to_numpy=True).astype("float32")
+            qrow = {i: j for j, i in enumerate(routed)}
+            by_label: dict[str, list[int]] = {}
+            for i in routed:
+                by_label.setdefault(mentions[i].label, []).append(i)
+            for label, idx in by_label.items():
+                rows = self._route_rows[label]
+                if not len(rows):
+                    continue
+                sims = self._dense_scores(rows, qv[[qrow[i] for i in idx]])  # [len(rows), len(idx)]
+                for j, i in enumerate(idx):
+                    col = sims[:, j]
+                    n = min(len(col), self.n_candidates * 3)
+                    top = numpy.argpartition(-col, n - 1)[:n]
+                    for r in top[numpy.argsort(-col[top])]:
+                        c = int(self.row_concept[rows[r]])
+                        if c not in pools[i]:
+                            if len(pools[i]) >= self.n_candidates * 3:
+                                break
+                            pools[i][c] = self._candidate(c, dense=float(col[r]),
+                                                          matched=self.lexical.terms[rows[r]])
+                        else:
+                            pools[i][c].dense = max(pools[i][c].dense, float(col[r]))
+                # cosine of lexical-only candidates: best over the concept's synonym rows
+                for i in idx:
+                    missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
+                    if missing:
+                        q = qv[qrow[i]]
+                        for c in missing:
+                            rr = self.concept_rows[c]
+                            pools[i][c].dense = float(
+                                (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max())
+        # fill lexical scores of dense-only candidates, fuse, rank
+        for i in routed:
+            q = normalize(queries[i])
+            if len(q) < MIN_FUZZY_CHARS:  # "K", "BP": exact synonym or abbreviation matches only
+                pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0}
+            for c, cand in pools[i].items():
+                if cand.lexical == 0.0:
+                    cand.lexical = self._lexical_score(q, c)
+                cand.score = (self.dense_weight * cand.dense + (1 - self.dense_weight) * cand.lexical
+                              if self.bi_model is not None else cand.lexical)
+            ranked = sorted(pools[i].values(), key=lambda x: (-x.score, len(x.term)))
+            results[i].candidates = ranked[:max(self.top, self.rerank_top if self.cross else 0)]
+        if self.cross is not None:
+            self._rerank(mentions, queries, routed, results)
+        for i in routed:
+            r = results[i]
+            r.candidates = r.candidates[:self.top]
+            r.nil = not r.candidates or r.candidates[0].score < self.nil_threshold
+        return results
+
+    def _rerank(self, mentions, queries, routed, results) -> None:
+        pairs, where = [], []
+        for i in routed:
+            q = queries[i]
+            if self.use_context and mentions[i].context:
+                q = f"{q} ; {mentions[i].context[:CONTEXT_CHARS]}"
+            for j, cand in enumerate(results[i].candidates[:self.rerank_top]):
+                pairs.append((q, candidate_text(cand.term, self.definitions.get((cand.system, cand.code)))))
+                where.append((i, j))
+        if not pairs:
+            return
+        scores = self.cross.predict(pairs, batch_size=self.batch_size, convert_to_numpy=True,
+                                    show_progress_bar=False)
+        scores = numpy.asarray(scores, dtype="float32").reshape(len(pairs), -1)[:, -1]
+        if scores.min() < 0 or scores.max() > 1:  # logits -> probabilities
+            scores = 1 / (1 + numpy.exp(-scores))
+        for (i, j), s in zip(where, scores):
+            cand = results[i].candidates[j]
+            cand.rerank = float(s)
+            cand.score = float(s)
+        for i in routed:
+            head = sorted(results[i].candidates[:self.rerank_top], key=lambda x: -x.score)
+            results[i].candidates = head + results[i].candidates[self.rerank_top:]
+
+    def _dense_scores(self, rows: numpy.ndarray, q: numpy.ndarray, block: int = 65536) -> numpy.ndarray:
+        m = self.index.embeddings
+        out = numpy.empty((len(rows), q.shape[0]), dtype="float32")
+        contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
+        for s in range(0, len(rows), block):
+            if contiguous:  # a slice of the memory map: no gather copy
+                a = numpy.asarray(m[rows[0] + s:rows[0] + min(s + block, len(rows))], dtype="float32")
+            else:
+                a = numpy.asarray(m[rows[s:s + block]], dtype="float32")
+            out[s:s + block] = a @ q.T
+        return out
+
+    def _cid(self, system: str, code: str) -> int:
+        if not hasattr(self, "_cid_map"):
+            self._cid_map = {(s, c): i for i, (s, c) in enumerate(zip(self.c_system, self.c_code))}
+        return self._cid_map.get((system, code), -1)
+
+    def _candidate(self, c: int, *, lexical: float = 0.0, dense: float = 0.0, matched: str = "") -> Candidate:
+        return Candidate(self.c_system[c], self.c_code[c], self.c_term[c], self.c_kind[c], 0.0,
+                         lexical=lexical, dense=dense, matched=matched)
+
+    def _lexical_score(self, q: str, c: int) -> float:
+        from rapidfuzz import fuzz
+
+        best = 0.0
+        for r in self.concept_rows[c]:
+            n = self.lexical.norm[r]
+            if n == q:
+                return 1.0
+            best = max(best, min((fuzz.ratio(q, n) + fuzz.token_set_ratio(q, n)) / 200, 0.99))
+        return best
+
+    def describe(self) -> dict[str, Any]:
+        return {"index": self.index.meta.get("name"), "bi_encoder": self.bi_name,
+                "cross_encoder": self.cross_name, "dense_weight": self.dense_weight,
+                "nil_threshold": self.nil_threshold}

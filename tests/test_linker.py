@@ -1,0 +1,209 @@
+"""Entity linking: the engine (routing, lexical + dense candidates, NIL, cache, bad input), the
+``medtext_linker`` component, the mismatch guard, cross-encoder re-ranking and training plumbing
+with tiny models built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medtext.terminologies.default import default_index_dir
+from medtext.terminologies.index import ConceptIndex, Source, TerminologyData, TerminologyError, write_index
+from medtext.terminologies.linking import Linker, Mention
+
+
+@pytest.fixture(scope="module")
+def lexical(medtext_home):
+    return Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None)
+
+
+def test_routing_and_codes(lexical):
+    r = lexical.link([Mention("chest pain", "PROBLEM"), Mention("needs help putting on socks", "FUNCTION"),
+                      Mention("CABG", "PROCEDURE"), Mention("chest pain", "ANATOMY")])
+    assert (r[0].best.system, r[0].best.code) == ("snomed", "29857009")
+    assert (r[1].best.system, r[1].best.code) == ("icf", "d5402")  # FUNCTION routes to ICF
+    assert r[2].best.term == "Coronary artery bypass grafting"  # abbreviation synonym
+    # ANATOMY routes to body structures only: never the disorder
+    assert all(c.kind == "body structure" for c in r[3].candidates)
+
+
+def test_nil_and_bad_mentions(lexical):
+    r = lexical.link([Mention("zzqxw vlorp", "PROBLEM"), Mention("x", "PROBLEM"), Mention("心臓病", "PROBLEM"),
+                      Mention("word " * 400, "PROBLEM"), Mention("", "PROBLEM"), Mention("chest pain", "NOLABEL")])
+    assert r[0].nil and r[0].best is None
+    assert r[1].nil and not r[1].candidates  # one character: exact matches only, and "x" has none
+    assert r[2].nil and r[3].nil and r[4].nil
+    assert r[5].nil and not r[5].candidates  # unrouted label: not linked
+
+
+def test_cache_and_batch_equivalence(medtext_home):
+    lk = Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, cache_size=2)
+    ms = [Mention(t, "PROBLEM") for t in ("chest pain", "Chest  Pain", "fever", "cough", "chest pain")]
+    batch = lk.link(ms)
+    assert len(lk.cache) <= 2
+    single = [lk.link([m])[0] for m in ms]
+    assert [b.best.code for b in batch] == [s.best.code for s in single]
+    assert batch[0] is batch[1] or batch[0].best.code == batch[1].best.code  # normalised key
+
+
+def test_nil_threshold_is_applied(medtext_home):
+    ix = ConceptIndex.load(default_index_dir())
+    strict = Linker(ix, bi_encoder=None, nil_threshold=1.01).link([Mention("chest pain", "PROBLEM")])[0]
+    assert strict.nil and strict.candidates  # candidates kept for review
+    assert not Linker(ix, bi_encoder=None, nil_threshold=0.0).link([Mention("chest pian", "PROBLEM")])[0].nil
+
+
+def test_empty_terminology(tmp_path):
+    data = TerminologyData(sources=[Source(name="empty", version="0")])
+    try:
+        write_index(data, tmp_path / "empty", name="empty")
+    except TerminologyError as e:  # an empty terminology is refused at build time, clearly
+        assert "no concepts" in str(e) or "empty" in str(e)
+        return
+    r = Linker(ConceptIndex.load(tmp_path / "empty"), bi_encoder=None).link([Mention("chest pain", "PROBLEM")])
+    assert r[0].nil and not r[0].candidates
+
+
+def test_dense_needs_embeddings(medtext_home):
+    with pytest.raises(TerminologyError, match="needs an index with embeddings"):
+        Linker(ConceptIndex.load(default_index_dir()), bi_encoder="index")
+
+
+def test_component_sets_kb_id_and_records(nlp, medtext_home):
+    from medtext.records import validate_record
+
+    assert nlp.pipe_names[-1] == "medtext_linker"  # in the default preset, lexical
+    text = "HPI: 60 yo with chest pain and fever. Denies cough. PT: needs help putting on socks."
+    docs = list(nlp.pipe([text, "No findings.", ""]))
+    ents = {e.text: e for e in docs[0].ents}
+    assert ents["chest pain"].kb_id_ == "snomed:29857009" and ents["chest pain"]._.linked
+    assert ents["chest pain"]._.concepts[0]["code"] == "29857009"
+    assert ents["cough"]._.is_negated  # context survives the linker rebuilding doc.ents
+    rec = docs[0]._.record
+    validate_record(rec)
+    linked = [e for e in rec["entities"] if e["kb_id"]]
+    assert linked and all(e["concepts"] and e["concepts"][0]["display"] for e in linked)
+    assert not docs[2].ents
+
+
+def test_component_config_errors(medtext_home):
+    import spacy
+
+    from medtext.errors import ConfigError
+
+    nlp = spacy.blank("en")
+    with pytest.raises(ConfigError, match="dense_weight"):
+        nlp.add_pipe("medtext_linker", config={"dense_weight": 2.0})
+    with pytest.raises(ConfigError, match="no terminology index"):
+        nlp.add_pipe("medtext_linker", name="l2", config={"index": "/nonexistent/index"})
+    with pytest.raises(ConfigError, match="routes"):
+        nlp.add_pipe("medtext_linker", name="l3", config={"routes": {"PROBLEM": "snomed"}})
+
+
+# --- dense, cross-encoder and training: tiny random models built here ------------------------
+
+def _tiny_models(root: Path, seed: int = 0):
+    """A tiny random BERT sentence-transformer and cross-encoder, with MiniLM's tokenizer."""
+    st = pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from medtext.terminologies.embeddings import resolve_model
+
+    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    bert = root / f"bert{seed}"
+    BertModel(cfg).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    word = Transformer(str(bert), max_seq_length=64)
+    bi = st.SentenceTransformer(modules=[word, Pooling(32, "mean"), Normalize()], device="cpu")
+    bi.save(str(root / f"bi{seed}"))
+    ce = st.CrossEncoder(str(bert), num_labels=1, device="cpu")
+    ce.save(str(root / f"ce{seed}"))
+    return str(root / f"bi{seed}"), str(root / f"ce{seed}")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, medtext_home):
+    root = tmp_path_factory.mktemp("tiny_linker")
+    bi0, ce0 = _tiny_models(root, 0)
+    bi1, _ = _tiny_models(root, 1)
+    data = TerminologyData(sources=[Source(name="tiny", version="1")])
+    for code, term, kind, syns in [
+        ("1", "Chest pain", "finding", ["pain in chest", "thoracic pain"]),
+        ("2", "Fever", "finding", ["pyrexia", "febrile"]),
+        ("3", "Appendectomy", "procedure", ["excision of appendix"]),
+        ("4", "Heart structure", "body structure", ["heart"]),
+    ]:
+        data.add_concept("snomed", code, term, kind=kind)
+        data.add_synonym("snomed", code, term, "preferred")
+        for s in syns:
+            data.add_synonym("snomed", code, s)
+    write_index(data, root / "index", name="tiny", embed_model=bi0)
+    return {"root": root, "bi": bi0, "other_bi": bi1, "ce": ce0, "index": root / "index"}
+
+
+def test_dense_linking_and_mismatch_guard(tiny):
+    ix = ConceptIndex.load(tiny["index"])
+    lk = Linker(ix, bi_encoder="index", dense_weight=0.5)
+    r = lk.link([Mention("pyrexia", "PROBLEM"), Mention("appendix excision", "PROCEDURE")])
+    assert r[0].best.code == "2" and r[0].best.dense > 0.99  # exact synonym: cosine 1
+    assert r[1].candidates[0].kind == "procedure"
+    assert all(0.0 <= c.dense <= 1.0001 for c in r[0].candidates)
+    with pytest.raises(TerminologyError, match="cosines between two models mean nothing"):
+        Linker(ix, bi_encoder=tiny["other_bi"])
+
+
+def test_cross_encoder_reranks(tiny):
+    ix = ConceptIndex.load(tiny["index"])
+    lk = Linker(ix, bi_encoder="index", cross_encoder=tiny["ce"], nil_threshold=0.0, use_context=True)
+    r = lk.link([Mention("thoracic pain", "PROBLEM", "Pt reports thoracic pain at rest.")])[0]
+    assert r.candidates and all(c.rerank is not None and 0 <= c.score <= 1 for c in r.candidates)
+    assert [c.score for c in r.candidates] == sorted((c.score for c in r.candidates), reverse=True)
+
+
+def test_embed_command_and_component_with_dense(tiny, tmp_path):
+    import shutil
+
+    import spacy
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+
+    ix_dir = tmp_path / "ix"
+    shutil.copytree(tiny["index"], ix_dir)
+    res = CliRunner().invoke(app, ["terminology", "embed", "--index", str(ix_dir), "--model", tiny["other_bi"]])
+    assert res.exit_code == 0, res.output
+    assert json.loads((ix_dir / "metadata.json").read_text())["embedding"]["model"] == tiny["other_bi"]
+    nlp = spacy.blank("en")
+    nlp.add_pipe("medtext_linker", config={"index": str(ix_dir), "bi_encoder": tiny["other_bi"],
+                                           "nil_threshold": 0.0})
+    doc = nlp.make_doc("fever today")
+    doc.ents = [spacy.tokens.Span(doc, 0, 1, label="PROBLEM")]
+    doc = nlp.get_pipe("medtext_linker")(doc)
+    assert doc.ents[0].kb_id_ == "snomed:2"
+
+
+def test_train_linker_plumbing(tiny, tmp_path):
+    from medtext.terminologies.index import embed_index
+    from medtext.train_linker import train_bi_encoder, train_cross_encoder
+
+    ix = ConceptIndex.load(tiny["index"])
+    stats = train_bi_encoder(ix, base=tiny["bi"], out=tmp_path / "bi", max_pairs=50, batch_size=4)
+    assert stats["pairs"] > 0 and (tmp_path / "bi" / "model.safetensors").exists()
+    import shutil
+
+    shutil.copytree(tiny["index"], tmp_path / "ix")
+    embed_index(tmp_path / "ix", str(tmp_path / "bi"))
+    ix2 = ConceptIndex.load(tmp_path / "ix")
+    lk = Linker(ix2, bi_encoder="index", top=4)
+    stats = train_cross_encoder(ix2, lk, base=tiny["bi"].replace("bi0", "bert0"), out=tmp_path / "ce",
+                                max_queries=20, batch_size=4)
+    assert stats["pairs"] > stats["queries"] and (tmp_path / "ce" / "model.safetensors").exists()
+    r = Linker(ix2, bi_encoder="index", cross_encoder=str(tmp_path / "ce")).link([Mention("fever", "PROBLEM")])
+    assert r[0].candidates
