@@ -182,6 +182,9 @@ class Linker:
             self._route_concepts[label] = numpy.array(
                 [s in systems or (s, k) in kinds for s, k in zip(self.c_system, self.c_kind)], dtype=bool)
             cm = self._route_concepts[label]
+            if not cm.any() and (systems | {k[0] for k in kinds}) & set(self.c_system):
+                log.warning("no concept of the index matches the %s route %s (an index built by an older "
+                            "medtext? rebuild it: `medtext terminology build default`)", label, allowed)
             self._route_rows[label] = numpy.flatnonzero(
                 (self.row_concept >= 0) & cm[numpy.maximum(self.row_concept, 0)])
         return self._route_concepts[label]
