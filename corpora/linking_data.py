@@ -55,18 +55,10 @@ class LinkedNote:
 
 
 def parse_link_markup(marked: str) -> tuple[str, list[tuple[int, int, str, list[str]]]]:
-    out, spans, pos, length = [], [], 0, 0
-    for m in _LINK_MARK.finditer(marked):
-        before = marked[pos:m.start()]
-        out.append(before)
-        length += len(before)
-        codes = [] if m.group(3) == "NIL" else m.group(3).split("+")
-        spans.append((length, length + len(m.group(1)), m.group(2), codes))
-        out.append(m.group(1))
-        length += len(m.group(1))
-        pos = m.end()
-    out.append(marked[pos:])
-    return "".join(out), spans
+    from .ner_data import strip_markup
+
+    return strip_markup(marked, _LINK_MARK, lambda a, b, m: (
+        a, b, m.group(2), [] if m.group(3) == "NIL" else m.group(3).split("+")))
 
 
 def read_linked_notes(paths: list[Path] | None = None) -> list[LinkedNote]:

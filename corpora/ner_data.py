@@ -56,20 +56,25 @@ def read_pubtator_jsonl(path: Path, types: dict[str, str]) -> Iterator[NerExampl
         yield NerExample(str(d.get("pmid", n)), text, sorted(set(spans)))
 
 
-def parse_markup(marked: str) -> tuple[str, list[tuple[int, int, str]]]:
-    """Plain text and spans from ``[span](LABEL)`` markup."""
-    out, spans, pos = [], [], 0
-    length = 0
-    for m in _MARK.finditer(marked):
+def strip_markup(marked: str, pattern: re.Pattern, span) -> tuple[str, list[tuple]]:
+    """Plain text and spans from inline ``[text](...)`` markup matched by ``pattern`` (group 1
+    is the text); ``span(start, end, match)`` makes each span."""
+    out, spans, pos, length = [], [], 0, 0
+    for m in pattern.finditer(marked):
         before = marked[pos:m.start()]
         out.append(before)
         length += len(before)
-        spans.append((length, length + len(m.group(1)), m.group(2)))
+        spans.append(span(length, length + len(m.group(1)), m))
         out.append(m.group(1))
         length += len(m.group(1))
         pos = m.end()
     out.append(marked[pos:])
     return "".join(out), spans
+
+
+def parse_markup(marked: str) -> tuple[str, list[tuple[int, int, str]]]:
+    """Plain text and spans from ``[span](LABEL)`` markup."""
+    return strip_markup(marked, _MARK, lambda a, b, m: (a, b, m.group(2)))
 
 
 def read_annotated(paths: list[Path] | None = None) -> Iterator[NerExample]:

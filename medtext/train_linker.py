@@ -49,11 +49,9 @@ def _concept_texts(index) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[
         if key in names and normalize(t) not in seen[key]:
             seen[key].add(normalize(t))
             names[key].append(t)
-    defs: dict[tuple[str, str], str] = {}
-    d = index.tables["definitions"]
-    for s, c, t in zip(d.column("system").to_pylist(), d.column("code").to_pylist(), d.column("text").to_pylist()):
-        defs.setdefault((s, c), t)
-    return names, defs
+    from medtext.terminologies.linking import first_definitions
+
+    return names, first_definitions(index)
 
 
 def team_mentions(split: str = "dev") -> list[tuple[str, str, str, str]]:

@@ -56,6 +56,15 @@ def candidate_text(term: str, definition: str | None) -> str:
     return f"{term} ; {definition[:200]}" if definition else term
 
 
+def first_definitions(index) -> dict[tuple[str, str], str]:
+    """(system, code) -> the concept's first definition."""
+    d = index.tables["definitions"]
+    out: dict[tuple[str, str], str] = {}
+    for s, c, t in zip(d.column("system").to_pylist(), d.column("code").to_pylist(), d.column("text").to_pylist()):
+        out.setdefault((s, c), t)
+    return out
+
+
 @dataclass
 class Mention:
     text: str
@@ -121,7 +130,7 @@ class Linker:
         self.c_code = con.column("code").to_pylist()
         self.c_term = con.column("term").to_pylist()
         self.c_kind = con.column("kind").to_pylist()
-        cid = {(s, c): i for i, (s, c) in enumerate(zip(self.c_system, self.c_code))}
+        cid = index._rows()  # (system, code) -> concept row, the ids used here
         # synonym row -> concept id, and concept id -> its synonym rows
         self.row_concept = numpy.array([cid.get((s, c), -1) for s, c in
                                         zip(self.lexical.systems, self.lexical.codes)], dtype=numpy.int64)
@@ -140,11 +149,7 @@ class Linker:
             from .embeddings import load_model
 
             self.cross = load_model(cross_encoder, device=device, kind="cross")
-            d = index.tables["definitions"]
-            self.definitions: dict[tuple[str, str], str] = {}
-            for s, c, t in zip(d.column("system").to_pylist(), d.column("code").to_pylist(),
-                               d.column("text").to_pylist()):
-                self.definitions.setdefault((s, c), t)
+            self.definitions = first_definitions(index)
 
     # --- setup -----------------------------------------------------------------------------
     def _setup_dense(self, bi_encoder: str) -> None:
@@ -326,9 +331,7 @@ class Linker:
         return out
 
     def _cid(self, system: str, code: str) -> int:
-        if not hasattr(self, "_cid_map"):
-            self._cid_map = {(s, c): i for i, (s, c) in enumerate(zip(self.c_system, self.c_code))}
-        return self._cid_map.get((system, code), -1)
+        return self.index._rows().get((system, code), -1)
 
     def _candidate(self, c: int, *, lexical: float = 0.0, dense: float = 0.0, matched: str = "") -> Candidate:
         return Candidate(self.c_system[c], self.c_code[c], self.c_term[c], self.c_kind[c], 0.0,
