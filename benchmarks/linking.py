@@ -10,8 +10,10 @@ Configurations (each needs what the one before it built):
                    under $MEDTEXT_HOME/terminologies/default-minilm);
 - ``dense-tuned``  + the fine-tuned bi-encoder (``medtext train linker``: the default index is
                    embedded with medtext:linker_bi);
-- ``rerank``       dense-tuned + the cross-encoder medtext:linker_cross.
+- ``rerank``       dense-tuned + the cross-encoder medtext:linker_cross (score = 0.3 * its
+                   probability + 0.7 * the fused score).
 
+Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
 mentions, top-1 macro-F1 for ICF, mentions/s, linker load seconds, peak RSS).
 """
@@ -63,6 +65,8 @@ def main() -> None:
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
             "icf-test": (read_medtext_linking(ICF_DIR, "test"), None)}
     results = {"anchors": ANCHORS, "configs": {}}
+    if args.out.exists():  # keep the configurations not run this time
+        results["configs"] = json.loads(args.out.read_text()).get("configs", {})
     for name in configs:
         index_dir, kw = settings[name]
         t = time.perf_counter()
@@ -75,7 +79,8 @@ def main() -> None:
             results["configs"][name]["sets"][set_name] = r
             print(f"{name:<12} {set_name:<15} cov {r['coverage']:.3f}  covered @1/@5/@25 "
                   f"{r['acc_covered']['@1']:.3f}/{r['acc_covered']['@5']:.3f}/{r['acc_covered']['@25']:.3f}  "
-                  f"macro-F1 {r['top1']['macro_f1']:.3f}  {r['mentions_per_s']:>7} mentions/s", flush=True)
+                  f"macro-F1 {r['top1']['macro_f1']:.3f}  {r['mentions_per_s']:>7} mentions/s  NIL threshold "
+                  f"{r['nil_calibration']['best_threshold']:.2f} best", flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print()
     print(f"{'config':<12} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")

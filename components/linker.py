@@ -35,8 +35,8 @@ class EntityLinker:
 
     def __init__(self, nlp: Language, name: str, *, index: str | None, bi_encoder: str | None,
                  cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
-                 rerank_top: int, dense_weight: float, nil_threshold: float, use_context: bool,
-                 device: str, batch_size: int, cache_size: int):
+                 rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
+                 use_context: bool, device: str, batch_size: int, cache_size: int, ann: str):
         from medtext.errors import ConfigError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -45,8 +45,9 @@ class EntityLinker:
         for ext, default in (("concepts", None), ("linked", None)):
             if not Span.has_extension(ext):
                 Span.set_extension(ext, default=default)
-        if not 0.0 <= dense_weight <= 1.0:
-            raise ConfigError(f"{name}.dense_weight must be within 0..1, not {dense_weight}")
+        for key, w in (("dense_weight", dense_weight), ("rerank_weight", rerank_weight)):
+            if not 0.0 <= w <= 1.0:
+                raise ConfigError(f"{name}.{key} must be within 0..1, not {w}")
         if top < 1 or candidates < 1:
             raise ConfigError(f"{name}.top and {name}.candidates must be at least 1")
         if routes is not None:
@@ -60,8 +61,9 @@ class EntityLinker:
             self.linker = Linker(ConceptIndex.load(path), bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                                  routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                                  dense_weight=dense_weight, nil_threshold=nil_threshold,
-                                 use_context=use_context, device=None if device == "cpu" else device,
-                                 batch_size=batch_size, cache_size=cache_size)
+                                 rerank_weight=rerank_weight, use_context=use_context,
+                                 device=None if device == "cpu" else device,
+                                 batch_size=batch_size, cache_size=cache_size, ann=ann)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -113,14 +115,17 @@ class EntityLinker:
     "medtext_linker",
     default_config={"index": None, "bi_encoder": None, "cross_encoder": None, "routes": None,
                     "candidates": 64, "top": 5, "rerank_top": 16, "dense_weight": 0.6,
-                    "nil_threshold": 0.5, "use_context": False, "device": "cpu", "batch_size": 64,
-                    "cache_size": 100000},
+                    "nil_threshold": 0.5, "rerank_weight": 0.3, "use_context": False, "device": "cpu",
+                    "batch_size": 64,
+                    "cache_size": 100000, "ann": "auto"},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
-                rerank_top: int, dense_weight: float, nil_threshold: float, use_context: bool,
-                device: str, batch_size: int, cache_size: int) -> EntityLinker:
+                rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
+                use_context: bool, device: str, batch_size: int, cache_size: int,
+                ann: str) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
-                        dense_weight=dense_weight, nil_threshold=nil_threshold, use_context=use_context,
-                        device=device, batch_size=batch_size, cache_size=cache_size)
+                        dense_weight=dense_weight, nil_threshold=nil_threshold,
+                        rerank_weight=rerank_weight, use_context=use_context,
+                        device=device, batch_size=batch_size, cache_size=cache_size, ann=ann)

@@ -133,6 +133,8 @@ def linking(
                                                            "or medtext:linker_cross after `medtext train linker`)"),
     dense_weight: float = typer.Option(0.6, help="Fused score = w * cosine + (1 - w) * lexical score"),
     nil_threshold: float = typer.Option(0.5, help="Top-1 scores below this are NIL"),
+    rerank_weight: float = typer.Option(0.3, help="Re-ranked score = w * cross-encoder probability + "
+                                                  "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:
@@ -153,14 +155,15 @@ def linking(
             _fail(f"no mentions in {data} (format {fmt}, split {split})")
         ix = ConceptIndex.load(index or default_index_dir())
         linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
-                        dense_weight=dense_weight, nil_threshold=nil_threshold, use_context=use_context)
+                        dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
+                        use_context=use_context)
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
     r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path)})
     how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight})"
     if cross_encoder:
-        how += f" + cross-encoder {cross_encoder}"
+        how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
                f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")
@@ -171,4 +174,8 @@ def linking(
     typer.echo(f"top-1 after NIL threshold {nil_threshold}: accuracy {t1['accuracy']:.3f}, macro-F1 "
                f"{t1['macro_f1']:.3f} over {t1['classes']} codes; by category {tc['accuracy']:.3f} / "
                f"{tc['macro_f1']:.3f}; coded mentions left NIL {r['nil']['coded_left_nil']:.1%}")
+    cal = r["nil_calibration"]
+    typer.echo(f"NIL calibration ({cal['should_be_nil']} mentions should be NIL: no gold code in the index): "
+               f"best threshold {cal['best_threshold']:.2f} -> accuracy over all {cal['best_accuracy']:.3f} "
+               f"(at {nil_threshold:.2f}: {cal['curve'].get(f'{nil_threshold:.2f}', float('nan')):.3f})")
     _write_json(json_out, r)

@@ -109,6 +109,7 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
     hits_cov = {k: 0 for k in ks}
     n = covered = nil_gold = nil_right = wrongly_nil = 0
     top1: list[tuple[str, str]] = []  # (gold, predicted or "NIL") for single-code mentions
+    sweep: list[tuple[float, bool, bool]] = []  # (top-1 score, top-1 right, should be NIL)
     t = time.perf_counter()
     results = []
     for s in range(0, len(mentions), batch_size):
@@ -118,12 +119,14 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
     for m, r in zip(mentions, results):
         best = r.best
         pred = best.code if best is not None else "NIL"
+        first = r.candidates[0] if r.candidates else None
+        is_cov = any(c in in_index for c in m.codes)
+        sweep.append((first.score if first else -1.0, bool(first and first.code in m.codes), not is_cov))
         if not m.codes:
             nil_gold += 1
             nil_right += best is None
             continue
         n += 1
-        is_cov = any(c in in_index for c in m.codes)
         covered += is_cov
         ranked = [c.code for c in r.candidates]
         for k in ks:
@@ -155,9 +158,23 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
            "top1_category": macro([(category(g), category(p)) for g, p in top1]),
            "nil": {"gold_nil": nil_gold, "nil_accuracy": round(nil_right / nil_gold, 4) if nil_gold else None,
                    "coded_left_nil": round(wrongly_nil / max(n, 1), 4)},
+           "nil_calibration": nil_calibration(sweep),
            "linker": linker.describe(),
            "mentions_per_s": round(len(mentions) / seconds, 1) if seconds else None}
     return out
+
+
+def nil_calibration(sweep: list[tuple[float, bool, bool]]) -> dict[str, Any]:
+    """Accuracy over all mentions for NIL thresholds 0.00..1.00: a mention is right when its
+    top-1 is a gold code and scores at least the threshold, or when it should be NIL (no gold
+    code, or none of its gold codes is in the index) and its top-1 scores below it."""
+    curve = {}
+    for t in [i / 20 for i in range(21)]:
+        right = sum((ok and score >= t) or (nil and score < t) for score, ok, nil in sweep)
+        curve[f"{t:.2f}"] = round(right / max(len(sweep), 1), 4)
+    best = max(curve, key=lambda k: (curve[k], -abs(float(k) - 0.5)))
+    return {"best_threshold": float(best), "best_accuracy": curve[best], "curve": curve,
+            "should_be_nil": sum(nil for _, _, nil in sweep)}
 
 
 def _sentence(m) -> str:

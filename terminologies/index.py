@@ -29,6 +29,8 @@ from typing import Any
 from medtext.atomic import atomic_path, atomic_write_text
 from medtext.errors import MedtextError
 
+from .ann import remove_ann
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -203,6 +205,7 @@ def write_index(data: TerminologyData, out_dir: Path, *, name: str, description:
         with atomic_path(out_dir / f"{tname}.parquet") as tmp:
             pq.write_table(_table(rows, tname), tmp, compression="zstd")
     (out_dir / "embeddings.f16.npy").unlink(missing_ok=True)
+    remove_ann(out_dir)
     embedding = None
     if embed_model:
         embedding = _write_embeddings(out_dir, [s["term"] for s in data.synonyms], embed_model,
@@ -254,6 +257,7 @@ def embed_index(path: str | Path, model: str, *, batch_size: int = 256,
     # a crash part-way leaves an index without embeddings (a clear error), never a mismatch
     meta["embedding"] = None
     atomic_write_text(Path(path) / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    remove_ann(Path(path))
     meta["embedding"] = _write_embeddings(Path(path), terms, model, batch_size=batch_size, device=device)
     atomic_write_text(Path(path) / "metadata.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return meta

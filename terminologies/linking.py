@@ -7,13 +7,16 @@ Three stages, each optional after the first:
    unrouted label are not linked.
 2. **Candidates.** Lexical (exact + rapidfuzz over synonyms and abbreviations, see
    :mod:`.retrieval`) and, when a bi-encoder is configured, dense (cosine between the
-   mention's embedding and every synonym embedding of the index, exact blockwise search over
-   the routed rows; one encoder call per batch of mentions). Every candidate of either channel
+   mention's embedding and every synonym embedding of the index: exact blockwise search over
+   the routed rows, or a faiss HNSW graph when a route has more than ``ann_min_rows`` rows,
+   see :mod:`.ann`; one encoder call per batch of mentions). Every candidate of either channel
    gets both scores (its best synonym's cosine and its best synonym's string score) and a
    fused score ``dense_weight * cosine + (1 - dense_weight) * lexical``.
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
    ``medtext train linker``) scores (mention, candidate term) pairs for the top
-   ``rerank_top`` candidates; its probability becomes the score.
+   ``rerank_top`` candidates; the score becomes ``rerank_weight * probability + (1 -
+   rerank_weight) * fused score`` (1.0: the cross-encoder alone decides, as in ClinLinker; a
+   weaker cross-encoder is safer mixed with the retrieval score).
 
 The top concept is kept when its score reaches ``nil_threshold``; otherwise the mention is NIL
 (no ``kb_id``; the ranked candidates are still returned for review). Results are cached by
@@ -107,9 +110,9 @@ class Linker:
     def __init__(self, index: ConceptIndex, *, bi_encoder: str | None = "index",
                  cross_encoder: str | None = None, routes: dict[str, list[str]] | None = None,
                  candidates: int = 64, top: int = 5, rerank_top: int = 16,
-                 dense_weight: float = 0.6, nil_threshold: float = 0.5,
+                 dense_weight: float = 0.6, nil_threshold: float = 0.5, rerank_weight: float = 0.3,
                  use_context: bool = False, device: str | None = None, batch_size: int = 64,
-                 cache_size: int = 100_000):
+                 cache_size: int = 100_000, ann: str = "auto", ann_min_rows: int = 100_000):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -119,11 +122,17 @@ class Linker:
         self.rerank_top = rerank_top
         self.dense_weight = dense_weight
         self.nil_threshold = nil_threshold
+        self.rerank_weight = rerank_weight
         self.use_context = use_context
         self.device = device
         self.batch_size = batch_size
         self.cache: OrderedDict[tuple, LinkResult] = OrderedDict()
         self.cache_size = cache_size
+        if ann not in ("auto", "exact", "hnsw"):
+            raise TerminologyError(f"ann must be auto, exact or hnsw, not {ann!r}", index.path)
+        self.ann, self.ann_min_rows = ann, ann_min_rows
+        self._ann = None
+        self._ann_warned = False
         self.lexical = LexicalRetriever.from_index(index)
         con = index.tables["concepts"]
         self.c_system = con.column("system").to_pylist()
@@ -239,7 +248,7 @@ class Linker:
                     c = self._cid(h["system"], h["code"])
                     if c >= 0 and mask[c] and len(pools[i]) < self.n_candidates * 2:
                         pools[i].setdefault(c, self._candidate(c, lexical=h["score"], matched=h["matched"]))
-        # dense channel: one encoder call, then exact blockwise search per label
+        # dense channel: one encoder call, then a search per label (exact, or HNSW when large)
         if self.bi_model is not None:
             qv = self.bi_model.encode([queries[i] for i in routed], batch_size=self.batch_size,
                                       normalize_embeddings=True, convert_to_numpy=True).astype("float32")
@@ -251,20 +260,15 @@ class Linker:
                 rows = self._route_rows[label]
                 if not len(rows):
                     continue
-                sims = self._dense_scores(rows, qv[[qrow[i] for i in idx]])  # [len(rows), len(idx)]
-                for j, i in enumerate(idx):
-                    col = sims[:, j]
-                    n = min(len(col), self.n_candidates * 3)
-                    top = numpy.argpartition(-col, n - 1)[:n]
-                    for r in top[numpy.argsort(-col[top])]:
-                        c = int(self.row_concept[rows[r]])
+                for i, hits in zip(idx, self._dense_top(rows, qv[[qrow[i] for i in idx]], self.n_candidates * 3)):
+                    for r, cos in hits:
+                        c = int(self.row_concept[r])
                         if c not in pools[i]:
                             if len(pools[i]) >= self.n_candidates * 3:
                                 break
-                            pools[i][c] = self._candidate(c, dense=float(col[r]),
-                                                          matched=self.lexical.terms[rows[r]])
+                            pools[i][c] = self._candidate(c, dense=cos, matched=self.lexical.terms[r])
                         else:
-                            pools[i][c].dense = max(pools[i][c].dense, float(col[r]))
+                            pools[i][c].dense = max(pools[i][c].dense, cos)
                 # cosine of lexical-only candidates: best over the concept's synonym rows
                 for i in idx:
                     missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
@@ -313,10 +317,45 @@ class Linker:
         for (i, j), s in zip(where, scores):
             cand = results[i].candidates[j]
             cand.rerank = float(s)
-            cand.score = float(s)
+            cand.score = self.rerank_weight * float(s) + (1 - self.rerank_weight) * cand.score
         for i in routed:
             head = sorted(results[i].candidates[:self.rerank_top], key=lambda x: -x.score)
             results[i].candidates = head + results[i].candidates[self.rerank_top:]
+
+    def _dense_top(self, rows: numpy.ndarray, q: numpy.ndarray, n: int) -> list[list[tuple[int, float]]]:
+        """Best ``n`` (synonym row, cosine) among ``rows`` for each query vector: exact search,
+        or the HNSW graph when ``rows`` is larger than ``ann_min_rows`` and faiss is there."""
+        ann = self._ann_for(len(rows))
+        if ann is not None:
+            allowed = None if len(rows) == ann.graph.ntotal else rows
+            scores, found = ann.search(q, min(n, len(rows)), allowed)
+            return [[(int(r), float(sc)) for r, sc in zip(rr, ss) if r >= 0] for rr, ss in zip(found, scores)]
+        sims = self._dense_scores(rows, q)  # [len(rows), len(q)]
+        out = []
+        for j in range(q.shape[0]):
+            col = sims[:, j]
+            k = min(len(col), n)
+            top = numpy.argpartition(-col, k - 1)[:k]
+            out.append([(int(rows[r]), float(col[r])) for r in top[numpy.argsort(-col[top])]])
+        return out
+
+    def _ann_for(self, n_rows: int):
+        if self.ann == "exact" or (self.ann == "auto" and n_rows <= self.ann_min_rows):
+            return None
+        if self._ann is None:
+            from .ann import AnnIndex, faiss_available
+
+            if not faiss_available():
+                if self.ann == "hnsw":
+                    raise TerminologyError("ann = \"hnsw\" needs faiss: pip install 'medtext[trf]'",
+                                           self.index.path)
+                if not self._ann_warned:
+                    log.warning("dense search over %d rows is exact and slow without faiss "
+                                "(pip install 'medtext[trf]' for an HNSW graph)", n_rows)
+                    self._ann_warned = True
+                return None
+            self._ann = AnnIndex.load_or_build(self.index)
+        return self._ann
 
     def _dense_scores(self, rows: numpy.ndarray, q: numpy.ndarray, block: int = 65536) -> numpy.ndarray:
         m = self.index.embeddings
@@ -351,4 +390,6 @@ class Linker:
     def describe(self) -> dict[str, Any]:
         return {"index": self.index.meta.get("name"), "bi_encoder": self.bi_name,
                 "cross_encoder": self.cross_name, "dense_weight": self.dense_weight,
+                "rerank_weight": self.rerank_weight if self.cross is not None else None,
+                "dense_search": ("hnsw" if self._ann is not None else "exact") if self.bi_model is not None else None,
                 "nil_threshold": self.nil_threshold}

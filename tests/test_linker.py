@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy
 import pytest
 
 from medtext.terminologies.default import default_index_dir
@@ -207,3 +208,63 @@ def test_train_linker_plumbing(tiny, tmp_path):
     assert stats["pairs"] > stats["queries"] and (tmp_path / "ce" / "model.safetensors").exists()
     r = Linker(ix2, bi_encoder="index", cross_encoder=str(tmp_path / "ce")).link([Mention("fever", "PROBLEM")])
     assert r[0].candidates
+
+
+def test_rerank_weight_mixes_scores(tiny):
+    ix = ConceptIndex.load(tiny["index"])
+    plain = Linker(ix, bi_encoder="index", nil_threshold=0.0)
+    mixed = Linker(ix, bi_encoder="index", cross_encoder=tiny["ce"], nil_threshold=0.0, rerank_weight=0.0)
+    m = [Mention("chest pain", "PROBLEM"), Mention("fever", "PROBLEM")]
+    for a, b in zip(plain.link(m), mixed.link(m)):  # weight 0: the retrieval order and scores stay
+        assert [c.code for c in a.candidates] == [c.code for c in b.candidates]
+        assert [round(c.score, 5) for c in a.candidates] == [round(c.score, 5) for c in b.candidates]
+        assert all(c.rerank is not None for c in b.candidates)
+    full = Linker(ix, bi_encoder="index", cross_encoder=tiny["ce"], nil_threshold=0.0, rerank_weight=1.0)
+    r = full.link(m[:1])[0]
+    assert all(abs(c.score - c.rerank) < 1e-6 for c in r.candidates)
+    with pytest.raises(TerminologyError, match="ann must be"):
+        Linker(ix, bi_encoder="index", ann="faiss")
+
+
+def test_hnsw_search_matches_exact_and_stale_graphs_are_rebuilt(tiny, tmp_path):
+    pytest.importorskip("faiss")
+    import shutil
+
+    from medtext.terminologies.ann import GRAPH_FILE, META_FILE, AnnIndex
+    from medtext.terminologies.index import embed_index
+
+    ix_dir = tmp_path / "ix"
+    shutil.copytree(tiny["index"], ix_dir)
+    ix = ConceptIndex.load(ix_dir)
+    exact = Linker(ix, bi_encoder="index", ann="exact", nil_threshold=0.0)
+    hnsw = Linker(ix, bi_encoder="index", ann="hnsw", nil_threshold=0.0)
+    m = [Mention(t, "PROBLEM") for t in ("pyrexia", "thoracic pain", "fever", "pain")]
+    m.append(Mention("heart", "ANATOMY"))
+    for a, b in zip(exact.link(m), hnsw.link(m)):
+        assert [(c.code, round(c.score, 3)) for c in a.candidates] == [(c.code, round(c.score, 3)) for c in b.candidates]
+    assert hnsw.describe()["dense_search"] == "hnsw" and exact.describe()["dense_search"] == "exact"
+    assert (ix_dir / GRAPH_FILE).exists()
+    # the route restriction holds inside the graph search
+    ann = AnnIndex.load_or_build(ix)
+    hnsw.route_concepts("ANATOMY")
+    rows = hnsw._route_rows["ANATOMY"]
+    _, found = ann.search(numpy.asarray(ix.embeddings[:3], dtype="float32"), 5, rows)
+    assert set(found[found >= 0].tolist()) <= set(rows.tolist())
+    # a graph whose fingerprint differs is rebuilt, and re-embedding drops it
+    meta = json.loads((ix_dir / META_FILE).read_text())
+    (ix_dir / META_FILE).write_text(json.dumps({**meta, "rows": 1}))
+    AnnIndex.load_or_build(ix)
+    assert json.loads((ix_dir / META_FILE).read_text())["rows"] == ix.embeddings.shape[0]
+    embed_index(ix_dir, tiny["other_bi"])
+    assert not (ix_dir / GRAPH_FILE).exists() and not (ix_dir / META_FILE).exists()
+
+
+def test_nil_calibration_curve():
+    from medtext.evaluate import nil_calibration
+
+    # (top-1 score, top-1 right, should be NIL)
+    sweep = [(0.9, True, False), (0.8, True, False), (0.3, False, True), (0.2, False, True), (0.6, False, False)]
+    cal = nil_calibration(sweep)
+    assert cal["curve"]["0.00"] == 0.4 and cal["curve"]["1.00"] == 0.4
+    assert 0.3 < cal["best_threshold"] <= 0.8 and cal["best_accuracy"] == 0.8
+    assert cal["should_be_nil"] == 2
