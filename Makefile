@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ train-ner: install
 # The linker's fine-tuned bi-encoder and cross-encoder; re-embeds the default index.
 train-linker: install-trf $(TERM_INDEX)
 	$(BIN)/medtext train linker
+
+# The layout classifier on synthetic letters (a few minutes on CPU; a trained copy ships in
+# medtext/models/layout, this replaces it under $(MEDTEXT_HOME)/models/layout).
+train-layout: install
+	$(BIN)/medtext train layout
 
 demo: install $(TERM_INDEX)
 	$(BIN)/medtext run corpora/samples -o out/demo --overwrite

@@ -186,15 +186,32 @@ class ClinicalNER:
     def __call__(self, doc: Doc) -> Doc:
         model_ents = [e for e in doc.ents if e.label_ in self.labels]
         if self.matcher is None:
-            doc.ents = model_ents
+            doc.ents = self._body_only(doc, model_ents)
             return doc
         taken = set()
         for e in model_ents + list(doc.spans.get("section_headers", [])):
             taken.update(range(e.start, e.end))  # section headers are not entities
         hits = [s for s in self.matcher(doc) if s.label_ in self.labels
                 and not any(i in taken for i in range(s.start, s.end))]
-        doc.ents = sorted(model_ents + filter_spans(hits), key=lambda s: s.start)
+        doc.ents = self._body_only(doc, sorted(model_ents + filter_spans(hits), key=lambda s: s.start))
         return doc
+
+    def _body_only(self, doc: Doc, ents: list[Span]) -> list[Span]:
+        """Drop entities on lines ``medtext_layout`` labelled as page furniture."""
+        from .layout import outside_body
+
+        test = outside_body(doc)
+        kept, dropped = [], {}
+        for e in ents:
+            where = test(e.start_char, e.end_char)
+            if where is None:
+                kept.append(e)
+            else:
+                dropped[(e.label_, where)] = dropped.get((e.label_, where), 0) + 1
+        if dropped:
+            log.debug("%s: dropped entities outside body lines (label, line label: count): %s",
+                      self.name, dropped)
+        return kept
 
 
 @Language.factory(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -30,3 +31,15 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_dir_atomically(save, target: str | os.PathLike) -> None:
+    """Call ``save(tmp_folder)`` beside ``target``, then swap the folder in (a crash leaves the
+    old folder or none, never a half-written one)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)

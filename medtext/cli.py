@@ -233,6 +233,34 @@ def train_linker_cmd(
     typer.echo(json.dumps(report, indent=2))
 
 
+@train_app.command("layout")
+def train_layout_cmd(
+    docs: int = typer.Option(360, min=12, help="Synthetic letters to render (spread over the template families)"),
+    holdout: Optional[str] = typer.Option(None, help="Keep this template family out of training"),
+    epochs: int = typer.Option(12, min=1, help="Passes over the training letters"),
+    out: Optional[Path] = typer.Option(None, help="Where to save (default $MEDTEXT_HOME/models/layout)"),
+    seed: int = typer.Option(0, help="Random seed (corpus and training)"),
+) -> None:
+    """Train the layout classifier (medtext_layout: body / header / footer / side / signature /
+    pagination / other per line) on synthetic letters rendered to PDF and plain text with known
+    line labels (medtext.corpora.layout_gen). CPU, a few minutes."""
+    import json
+    import logging
+
+    from .errors import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from .train_layout import train_layout
+
+        report = train_layout(docs=docs, holdout=holdout, epochs=epochs, out=out, seed=seed)
+    except ImportError as e:
+        _fail(f"rendering the training letters needs reportlab ({e}): pip install 'medtext[pdfgen]'", EXIT_USAGE)
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+    typer.echo(json.dumps(report, indent=2))
+
+
 @app.command()
 def export(
     output: Path = typer.Argument(..., help="Folder to save the pipeline to (spaCy's to_disk layout)"),
@@ -285,7 +313,8 @@ def summary(output: Path = typer.Argument(..., help="Output folder of an earlier
                                      "relations", "errors_found", "warnings")))
         top = list(contents["sections_by_label"].items())[:12]
         typer.echo("  sections: " + ", ".join(f"{k} {v}" for k, v in top))
-        for key, title in (("entities_by_label", "entities"), ("entities_by_assertion", "assertion")):
+        for key, title in (("entities_by_label", "entities"), ("entities_by_assertion", "assertion"),
+                           ("lines_by_layout", "layout")):
             if contents.get(key):
                 typer.echo(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in contents[key].items()))
     if run_["failure_reasons"]:

@@ -3,7 +3,8 @@
 Doc
     ``doc._.doc_id`` (str) the document id; ``doc._.source`` (dict: path, format, row, encoding);
     ``doc._.lines`` (list of line dicts, see :mod:`medtext.lines`); ``doc._.warnings`` (list of str,
-    e.g. an encoding fallback); ``doc._.record`` (getter: the record dict of :func:`medtext.to_record`).
+    e.g. an encoding fallback); ``doc._.line_labels`` (one layout label per line, or None: set by
+    ``medtext_layout``); ``doc._.record`` (getter: the record dict of :func:`medtext.to_record`).
 Span
     ``span._.section`` (getter: label of the section the span starts in, or None).
 """
@@ -31,7 +32,8 @@ def register_extensions() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for name, default in (("doc_id", None), ("source", None), ("lines", None), ("warnings", None)):
+    for name, default in (("doc_id", None), ("source", None), ("lines", None), ("warnings", None),
+                          ("line_labels", None)):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=default)
     if not Doc.has_extension("record"):

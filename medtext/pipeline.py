@@ -105,21 +105,40 @@ def models_dir() -> Path:
     return Path(os.environ.get("MEDTEXT_HOME", Path.home() / ".cache" / "medtext")) / "models"
 
 
+PACKAGED_MODELS = Path(__file__).parent / "models"
+
+
+def model_path(rel: str) -> Path:
+    """A trained model folder: ``$MEDTEXT_HOME/models/REL`` when it exists (what ``medtext
+    train`` writes), else the copy shipped in the package (``medtext/models/REL``, when there
+    is one), else the ``$MEDTEXT_HOME`` path (missing: the caller says how to build it)."""
+    home = models_dir() / rel
+    if (home / "config.cfg").is_file():
+        return home
+    packaged = PACKAGED_MODELS / rel
+    return packaged if (packaged / "config.cfg").is_file() else home
+
+
 def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     """Add trained components named in the preset's ``[medtext.sourced]`` section
-    (component = folder under ``$MEDTEXT_HOME/models``), before ``medtext_ner``."""
+    (component = model folder, see :func:`model_path`): ``medtext_layout`` first (every later
+    component respects its body mask), the others before ``medtext_ner``."""
     import spacy
 
     loaded: dict[str, Any] = {}
     for name, rel in sourced.items():
-        path = models_dir() / rel
+        path = model_path(rel)
         if not (path / "config.cfg").is_file():
+            how = "medtext train layout" if "layout" in name else "medtext train ner"
             raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
-                              f"`medtext train ner` (or `make demo`)")
+                              f"`{how}` (or `make demo`)")
         if rel not in loaded:
             loaded[rel] = spacy.load(path)
-        before = "medtext_ner" if "medtext_ner" in nlp.pipe_names else None
-        nlp.add_pipe(name, source=loaded[rel], before=before)
+        if loaded[rel].get_pipe_meta(name).factory == "medtext_layout":
+            nlp.add_pipe(name, source=loaded[rel], first=True)
+        else:
+            before = "medtext_ner" if "medtext_ner" in nlp.pipe_names else None
+            nlp.add_pipe(name, source=loaded[rel], before=before)
         nlp.meta.setdefault("medtext_models", {})[name] = str(path)
 
 

@@ -202,6 +202,7 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
     section_labels: dict[str, int] = {}
     entity_labels: dict[str, int] = {}
     assertions: dict[str, int] = {}
+    layout: dict[str, int] = {}
 
     def counted(batches):
         nonlocal n_records
@@ -216,6 +217,9 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
                 totals["errors_found"] += len(rec.get("errors") or [])
                 fmt_ = (rec.get("source") or {}).get("format") or "text"
                 by_format[fmt_] = by_format.get(fmt_, 0) + 1
+                for ln in rec.get("lines") or []:
+                    if ln.get("label"):
+                        layout[ln["label"]] = layout.get(ln["label"], 0) + 1
                 for sec in rec.get("sections") or []:
                     section_labels[sec["label"]] = section_labels.get(sec["label"], 0) + 1
                 for ent in rec.get("entities") or []:
@@ -246,7 +250,8 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
         "contents": {**totals, "records_by_format": dict(sorted(by_format.items())),
                      "sections_by_label": _by_count(section_labels),
                      "entities_by_label": _by_count(entity_labels),
-                     "entities_by_assertion": _by_count(assertions)},
+                     "entities_by_assertion": _by_count(assertions),
+                     "lines_by_layout": _by_count(layout)},
     }, indent=2) + "\n")
 
 

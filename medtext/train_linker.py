@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy
+
+from medtext.atomic import save_dir_atomically
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def team_mentions(split: str = "dev") -> list[tuple[str, str, str, str]]:
             if len(codes) == 1:
                 out.append((note.text[start:end], label, "icf", codes[0]))
     return out
-
-
-def _save_atomically(save, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
 
 
 def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size: int = 64,
@@ -140,7 +133,7 @@ def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size
     t1 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t1
-    _save_atomically(model.save_pretrained, out)
+    save_dir_atomically(model.save_pretrained, out)
     stats = {"base": resolve_model(base)[1], "pairs": len(pairs), "team_pairs": len(team) * team_repeat,
              "epochs": epochs, "batch_size": batch_size, "learning_rate": lr,
              "mining_seconds": round(mined_s, 1), "train_seconds": round(train_s, 1)}
@@ -206,7 +199,7 @@ def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1,
     t1 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t1
-    _save_atomically(model.save_pretrained, out)
+    save_dir_atomically(model.save_pretrained, out)
     stats = {"base": resolve_model(base)[1], "queries": len(queries), "pairs": len(rows["label"]),
              "team_queries": len(team) * team_repeat, "negatives_per_query": negatives, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": lr, "mining_seconds": round(mined_s, 1),

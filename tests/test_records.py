@@ -22,7 +22,8 @@ def test_record_shape_and_schema(nlp):
         ("hpi", "HPI: cough for 3 days."), ("impression", "IMPRESSION: normal.")]
     assert [text[s["start"]:s["end"]] for s in rec["sentences"]] == [
         "HPI:", "cough for 3 days.", "IMPRESSION:", "normal."]
-    assert rec["pipeline"]["components"][0]["factory"] == "medtext_sections"
+    assert [c["factory"] for c in rec["pipeline"]["components"][:2]] == ["medtext_layout", "medtext_sections"]
+    assert [ln["label"] for ln in rec["lines"]] == ["body", "body"]
     assert doc._.record == rec
 
 

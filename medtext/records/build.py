@@ -76,7 +76,10 @@ def to_record(doc: "Doc", *, include_text: bool = True, nlp=None) -> dict[str, A
     """The record of one processed Doc (a plain JSON-serialisable dict)."""
     text = doc.text  # built on each access: read it once
     lines = _ext(doc, "lines") or text_lines(text)
-    layout = _layout_labels(doc)
+    line_labels = _ext(doc, "line_labels")
+    if not line_labels or len(line_labels) != len(lines):
+        layout = _layout_labels(doc)
+        line_labels = [layout.get(ln["start"]) for ln in lines]
     section_of = section_lookup(doc)
     ents = list(doc.ents)
     ent_ids = {(e.start_char, e.end_char, e.label_): f"T{i + 1}" for i, e in enumerate(ents)}
@@ -103,8 +106,8 @@ def to_record(doc: "Doc", *, include_text: bool = True, nlp=None) -> dict[str, A
         "pages": count_pages(lines),
         "warnings": list(_ext(doc, "warnings") or []),
         "text": text if include_text else None,
-        "lines": [{**{k: ln.get(k) for k in LINE_KEYS}, "label": layout.get(ln["start"])}
-                  for ln in lines],
+        "lines": [{**{k: ln.get(k) for k in LINE_KEYS}, "label": label}
+                  for ln, label in zip(lines, line_labels)],
         "sections": [{"label": s.label_, "start": s.start_char, "end": s.end_char}
                      for s in doc.spans.get("sections", [])] if doc.spans else [],
         "sentences": [{"start": s.start_char, "end": s.start_char + len(s.text.rstrip())}
