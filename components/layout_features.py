@@ -92,7 +92,8 @@ def extract(text: str, lines: list[dict[str, Any]]) -> LineFeatures:
     for k, ln in zip(keys, lns):
         key_pages[k].add(ln["page"])
         key_count[k] += 1
-    geo = [ln.get("x0") is not None and ln.get("page_width") for ln in lns]
+    # geometry of rotated pages (reader sets "rotation") is in the unrotated page's frame: unused
+    geo = [ln.get("x0") is not None and bool(ln.get("page_width")) and not ln.get("rotation") for ln in lns]
     sizes = [(ln["font_size"], len(t)) for ln, t, g in zip(lns, texts, geo) if g and ln.get("font_size")]
     body_size = _weighted_median(sizes) if sizes else None
     x0s = [round(ln["x0"]) for ln, g in zip(lns, geo) if g]
@@ -185,7 +186,7 @@ def _columns(feats: numpy.ndarray, page_lines: list[dict[str, Any]], js: list[in
     comparisons go in blocks of rows, so a page of 100k text lines stays small in memory."""
     m = len(page_lines)
     rows = numpy.asarray(js)
-    if all(ln.get("x0") is not None and ln.get("page_width") for ln in page_lines):
+    if all(ln.get("x0") is not None and ln.get("page_width") and not ln.get("rotation") for ln in page_lines):
         x0 = numpy.array([ln["x0"] for ln in page_lines])
         x1 = numpy.array([ln["x1"] for ln in page_lines])
         y0 = numpy.array([ln["y0"] for ln in page_lines])

@@ -12,6 +12,9 @@ A line is a plain dict (so Docs stay serialisable with ``Doc.to_bytes`` and ``nl
     PDF geometry in points, origin at the top-left of the page; ``None`` for text input.
 ``indent``
     count of leading spaces/tabs (tab = 4), for text input; ``None`` for PDF.
+``rotation``
+    only on lines of rotated PDF pages (90, 180 or 270): their geometry is in the unrotated
+    page's frame.
 """
 
 from __future__ import annotations

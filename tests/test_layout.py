@@ -135,3 +135,33 @@ def test_train_layout_cli_errors(tmp_path):
     res = CliRunner().invoke(app, ["train", "layout", "--holdout", "nosuchfamily", "--out", str(tmp_path / "m")])
     assert res.exit_code != 0 and "unknown template family" in res.output
     assert not Path(tmp_path / "m").exists()
+
+
+def test_rotated_pdf_pages_warn_and_are_read_without_geometry(trained, tmp_path):
+    pytest.importorskip("reportlab")
+    import spacy
+    from reportlab.pdfgen import canvas
+
+    from medtext.components.layout_features import extract
+    from medtext.readers.pdf import read_pdf
+
+    path = tmp_path / "rotated.pdf"
+    c = canvas.Canvas(str(path), pagesize=(612, 792))
+    for rotation in (0, 90):
+        c.setPageRotation(rotation)
+        c.setFont("Helvetica", 10)
+        for i in range(4):
+            c.drawString(60, 700 - 14 * i, f"Line {i}: the patient reports chest pain.")
+        c.drawString(280, 30, "Page 1 of 2")
+        c.showPage()
+    c.save()
+    text, lines, warnings = read_pdf(path, "rotated.pdf")
+    assert len(warnings) == 1 and "rotated page(s) 2 (90°)" in warnings[0]
+    assert {ln.get("rotation") for ln in lines if ln["page"] == 2} == {90}
+    f = extract(text, lines)
+    on_page2 = [k for k, r in enumerate(f.rows) if lines[r]["page"] == 2]
+    assert on_page2 and (f.feats[on_page2, 12] == 0).all() and (f.feats[:4, 12] == 1).all()
+    nlp = spacy.load(trained[0])
+    doc = nlp.make_doc(text)
+    doc._.lines = lines
+    assert len(nlp(doc)._.line_labels) == len(lines)

@@ -33,13 +33,19 @@ def read_pdf(path: Path, source: str) -> tuple[str, list[dict[str, Any]], list[s
     try:
         parts: list[str] = []
         lines: list[dict[str, Any]] = []
+        rotated: list[str] = []
         offset = 0
         for pno in range(len(pdf)):
             page = pdf[pno]
             try:
                 page_text, page_lines = _read_page(pdfium, page, pno + 1, offset)
+                rotation = page.get_rotation()
             finally:
                 page.close()
+            if rotation:
+                rotated.append(f"{pno + 1} ({rotation}°)")
+                for ln in page_lines:
+                    ln["rotation"] = rotation
             parts.append(page_text)
             lines.extend(page_lines)
             offset += len(page_text) + 1  # the form feed
@@ -47,7 +53,12 @@ def read_pdf(path: Path, source: str) -> tuple[str, list[dict[str, Any]], list[s
         if not text.strip():
             raise InputError(source, f"PDF has no text layer ({len(pdf)} page(s) of images?); "
                              "run OCR on it first (e.g. ocrmypdf)", reason="no_text_layer")
-        return text, lines, []
+        warnings = []
+        if rotated:
+            warnings.append(f"rotated page(s) {', '.join(rotated[:10])}{' ...' if len(rotated) > 10 else ''}: "
+                            "text order may differ from the displayed page, and layout filtering "
+                            "reads them without geometry")
+        return text, lines, warnings
     except pdfium.PdfiumError as e:
         raise InputError(source, f"corrupt PDF page ({e})", reason="corrupt_pdf") from e
     finally:
