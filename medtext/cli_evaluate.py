@@ -179,3 +179,43 @@ def linking(
                f"best threshold {cal['best_threshold']:.2f} -> accuracy over all {cal['best_accuracy']:.3f} "
                f"(at {nil_threshold:.2f}: {cal['curve'].get(f'{nil_threshold:.2f}', float('nan')):.3f})")
     _write_json(json_out, r)
+
+
+@app.command()
+def radgraph(
+    gold: Path = typer.Argument(..., help="Gold reports: RadGraph JSON (.json) or the team's JSONL "
+                                          "file/folder (corpora/radgraph)"),
+    predictions: Path = typer.Option(..., "--predictions", "-p",
+                                     help="Predicted graphs as RadGraph JSON, keyed like the gold "
+                                          "(e.g. the radgraph package's output)"),
+    split: Optional[str] = typer.Option(None, help="Team JSONL: train, dev or test (default all)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
+) -> None:
+    """Entity and relation micro-F1 (strict spans) and RadGraph F1 (RG_E, RG_ER, full) of
+    predicted graphs against gold reports."""
+    from .corpora.radgraph_data import load_radgraph_json, read_reports, to_radgraph
+    from .errors import InputError
+    from .evaluate_radgraph import score_radgraph
+
+    try:
+        gold_json = (load_radgraph_json(gold) if gold.suffix == ".json"
+                     else to_radgraph(read_reports([gold], split=split)))
+        if not gold_json:
+            _fail(f"no gold reports in {gold}" + (f" (split {split})" if split else ""))
+        pred_json = load_radgraph_json(predictions)
+        r = score_radgraph(gold_json, pred_json)
+    except InputError as e:
+        _fail(str(e))
+    missing = sorted(set(gold_json) - set(pred_json))
+    r.update({"gold": str(gold), "predictions": str(predictions), "split": split,
+              "missing_predictions": len(missing)})
+    e, rel, rg = r["entities"], r["relations"], r["radgraph_f1"]
+    typer.echo(f"{r['reports']} reports ({len(missing)} without a prediction, scored as empty graphs)")
+    typer.echo(f"entities  P {e['precision']:.3f}  R {e['recall']:.3f}  F1 {e['f1']:.3f}")
+    for lab, s in e["by_label"].items():
+        typer.echo(f"  {lab:<14} P {s['precision']:.3f}  R {s['recall']:.3f}  F1 {s['f1']:.3f}")
+    typer.echo(f"relations P {rel['precision']:.3f}  R {rel['recall']:.3f}  F1 {rel['f1']:.3f}")
+    for t, s in rel["by_type"].items():
+        typer.echo(f"  {t:<14} P {s['precision']:.3f}  R {s['recall']:.3f}  F1 {s['f1']:.3f}")
+    typer.echo(f"RadGraph F1: RG_E {rg['RG_E']:.3f}  RG_ER {rg['RG_ER']:.3f}  full {rg['full']:.3f}")
+    _write_json(json_out, r)

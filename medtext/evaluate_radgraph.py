@@ -1,0 +1,104 @@
+"""RadGraph scoring: entity and relation micro-F1, and RadGraph F1 (RG_E, RG_ER, full).
+
+Both sides are RadGraph JSON documents (``{doc_key: {text, entities}}``, see
+:mod:`medtext.corpora.radgraph_data`), paired by doc key.
+
+- **Entity micro-F1** (strict): an entity is right when its token span and label match.
+- **Relation micro-F1** (strict): a relation is right when its type and both ends (token span
+  and label) match; per relation type too.
+- **RadGraph F1** (Delbrouck et al. 2022, the "F1RadGraph" reward), per report then averaged:
+  RG_E compares the sets of (entity tokens, label); RG_ER the sets of (tokens, label, has a
+  relation); *full* the sets where an entity without relations counts as (tokens, label) and one
+  with relations as one (tokens, label, relation, target tokens) item per relation (tokens
+  compared lower-cased). Two empty sets score 1.0 (a normal report with nothing to annotate,
+  predicted as such).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medtext.evaluate import prf
+
+
+def _entities(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return doc.get("entities") or {}
+
+
+def _set_f1(pred: set, gold: set) -> float:
+    if not pred and not gold:
+        return 1.0
+    tp = len(pred & gold)
+    p = tp / len(pred) if pred else 0.0
+    r = tp / len(gold) if gold else 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def rg_sets(doc: dict[str, Any]) -> tuple[set, set, set]:
+    """The RG_E, RG_ER and full item sets of one RadGraph document."""
+    ents = _entities(doc)
+    simple = {(e["tokens"], e["label"]) for e in ents.values()}
+    partial = {(e["tokens"], e["label"], bool(e.get("relations"))) for e in ents.values()}
+    full: set = set()
+    for e in ents.values():
+        if not e.get("relations"):
+            full.add((e["tokens"], e["label"]))
+        for rel, target in e["relations"]:
+            t = ents.get(str(target))
+            if t is not None:
+                full.add((e["tokens"].lower(), e["label"], rel, t["tokens"].lower()))
+    return simple, partial, full
+
+
+def score_radgraph(gold: dict[str, Any], pred: dict[str, Any]) -> dict[str, Any]:
+    """Scores of ``pred`` against ``gold`` (RadGraph JSON dicts); every gold doc must be predicted
+    (a missing prediction counts as an empty graph) and texts must agree token by token."""
+    from medtext.errors import InputError
+
+    counts = {"ent": [0, 0, 0]}
+    by_label: dict[str, list[int]] = {}
+    by_rel: dict[str, list[int]] = {}
+    rg = {"RG_E": [], "RG_ER": [], "full": []}
+    for key, g in gold.items():
+        p = pred.get(key, {"text": g["text"], "entities": {}})
+        if p.get("text", g["text"]).split() != g["text"].split():
+            raise InputError(str(key), "the predicted text differs from the gold text for this doc key; "
+                                       "score predictions made on the same tokenised text", "bad_input")
+        ge, pe = _entities(g), _entities(p)
+        g_ents = {(int(e["start_ix"]), int(e["end_ix"]), e["label"]) for e in ge.values()}
+        p_ents = {(int(e["start_ix"]), int(e["end_ix"]), e["label"]) for e in pe.values()}
+        for lab in {x[2] for x in g_ents | p_ents}:
+            c = by_label.setdefault(lab, [0, 0, 0])
+            gl, pl = {x for x in g_ents if x[2] == lab}, {x for x in p_ents if x[2] == lab}
+            c[0] += len(gl & pl)
+            c[1] += len(pl - gl)
+            c[2] += len(gl - pl)
+        counts["ent"][0] += len(g_ents & p_ents)
+        counts["ent"][1] += len(p_ents - g_ents)
+        counts["ent"][2] += len(g_ents - p_ents)
+
+        def rels(ents):
+            out = set()
+            for e in ents.values():
+                for rel, target in e.get("relations") or []:
+                    t = ents.get(str(target))
+                    if t is not None:
+                        out.add(((int(e["start_ix"]), int(e["end_ix"]), e["label"]), rel,
+                                 (int(t["start_ix"]), int(t["end_ix"]), t["label"])))
+            return out
+
+        g_rels, p_rels = rels(ge), rels(pe)
+        for rel in {x[1] for x in g_rels | p_rels}:
+            c = by_rel.setdefault(rel, [0, 0, 0])
+            gr, pr = {x for x in g_rels if x[1] == rel}, {x for x in p_rels if x[1] == rel}
+            c[0] += len(gr & pr)
+            c[1] += len(pr - gr)
+            c[2] += len(gr - pr)
+        for name, gs, ps in zip(("RG_E", "RG_ER", "full"), rg_sets(g), rg_sets(p)):
+            rg[name].append(_set_f1(ps, gs))
+    rel_total = [sum(c[i] for c in by_rel.values()) for i in range(3)]
+    n = max(len(gold), 1)
+    return {"reports": len(gold),
+            "entities": {**prf(*counts["ent"]), "by_label": {k: prf(*v) for k, v in sorted(by_label.items())}},
+            "relations": {**prf(*rel_total), "by_type": {k: prf(*v) for k, v in sorted(by_rel.items())}},
+            "radgraph_f1": {k: round(sum(v) / n, 4) for k, v in rg.items()}}
