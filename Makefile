@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout train-relations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ train-linker: install-trf $(TERM_INDEX)
 # medtext/models/layout, this replaces it under $(MEDTEXT_HOME)/models/layout).
 train-layout: install
 	$(BIN)/medtext train layout
+
+# The radiology preset's RadGraph entity + relation models on the team's reports (about 4 min).
+train-relations: install
+	$(BIN)/medtext train relations
 
 demo: install $(TERM_INDEX)
 	$(BIN)/medtext run corpora/samples -o out/demo --overwrite

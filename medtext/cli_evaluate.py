@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -185,32 +186,49 @@ def linking(
 def radgraph(
     gold: Path = typer.Argument(..., help="Gold reports: RadGraph JSON (.json) or the team's JSONL "
                                           "file/folder (corpora/radgraph)"),
-    predictions: Path = typer.Option(..., "--predictions", "-p",
-                                     help="Predicted graphs as RadGraph JSON, keyed like the gold "
-                                          "(e.g. the radgraph package's output)"),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", "-p", help="Predicted graphs as RadGraph JSON keyed like the gold (e.g. "
+                                          "another tool's output); default: run --preset on the gold texts"),
+    preset: str = typer.Option("radiology", help="Preset to run when no --predictions are given"),
     split: Optional[str] = typer.Option(None, help="Team JSONL: train, dev or test (default all)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:
     """Entity and relation micro-F1 (strict spans) and RadGraph F1 (RG_E, RG_ER, full) of
     predicted graphs against gold reports."""
-    from .corpora.radgraph_data import load_radgraph_json, read_reports, to_radgraph
-    from .errors import InputError
-    from .evaluate_radgraph import score_radgraph
+    from .corpora.radgraph_data import load_radgraph_json, read_reports, to_radgraph, tokenize
+    from .errors import ConfigError, InputError
+    from .evaluate_radgraph import predict_radgraph, score_radgraph
 
+    seconds = None
     try:
-        gold_json = (load_radgraph_json(gold) if gold.suffix == ".json"
-                     else to_radgraph(read_reports([gold], split=split)))
+        if gold.suffix == ".json":
+            gold_json = load_radgraph_json(gold)
+            items = [(k, d["text"], [(m.start(), m.end()) for m in re.finditer(r"\S+", d["text"])])
+                     for k, d in gold_json.items()]
+        else:
+            reports = read_reports([gold], split=split)
+            gold_json = to_radgraph(reports)
+            items = [(r.id, r.text, tokenize(r.text)) for r in reports]
         if not gold_json:
             _fail(f"no gold reports in {gold}" + (f" (split {split})" if split else ""))
-        pred_json = load_radgraph_json(predictions)
+        if predictions is not None:
+            pred_json = load_radgraph_json(predictions)
+        else:
+            from .pipeline import load
+
+            pred_json, seconds = predict_radgraph(load(preset), items)
         r = score_radgraph(gold_json, pred_json)
-    except InputError as e:
+    except (InputError, ConfigError) as e:
         _fail(str(e))
     missing = sorted(set(gold_json) - set(pred_json))
-    r.update({"gold": str(gold), "predictions": str(predictions), "split": split,
-              "missing_predictions": len(missing)})
+    n_rel = sum(len(e["relations"]) for d in pred_json.values() for e in d["entities"].values())
+    r.update({"gold": str(gold), "predictions": str(predictions) if predictions else f"preset {preset}",
+              "split": split, "missing_predictions": len(missing),
+              "reports_per_s": round(len(items) / seconds, 1) if seconds else None,
+              "relations_per_s": round(n_rel / seconds, 1) if seconds else None})
     e, rel, rg = r["entities"], r["relations"], r["radgraph_f1"]
-    typer.echo(f"{r['reports']} reports ({len(missing)} without a prediction, scored as empty graphs)")
+    typer.echo(f"{r['reports']} reports ({len(missing)} without a prediction, scored as empty graphs)"
+               + (f"; {r['reports_per_s']} reports/s, {r['relations_per_s']} relations/s" if seconds else ""))
     typer.echo(f"entities  P {e['precision']:.3f}  R {e['recall']:.3f}  F1 {e['f1']:.3f}")
     for lab, s in e["by_label"].items():
         typer.echo(f"  {lab:<14} P {s['precision']:.3f}  R {s['recall']:.3f}  F1 {s['f1']:.3f}")

@@ -102,3 +102,34 @@ def score_radgraph(gold: dict[str, Any], pred: dict[str, Any]) -> dict[str, Any]
             "entities": {**prf(*counts["ent"]), "by_label": {k: prf(*v) for k, v in sorted(by_label.items())}},
             "relations": {**prf(*rel_total), "by_type": {k: prf(*v) for k, v in sorted(by_rel.items())}},
             "radgraph_f1": {k: round(sum(v) / n, 4) for k, v in rg.items()}}
+
+
+def doc_to_radgraph(doc, token_spans: list[tuple[int, int]]) -> dict[str, Any]:
+    """A processed Doc's entities and ``_.relations`` as one RadGraph JSON document over the
+    given word tokens (character spans of ``doc.text``); an entity covers the words it touches."""
+    import bisect
+
+    from medtext.components.relations import relation_spans
+
+    starts = [a for a, _ in token_spans]
+    ents, num = {}, {}
+    for k, e in enumerate(doc.ents):
+        i = max(bisect.bisect_right(starts, e.start_char) - 1, 0)
+        j = max(bisect.bisect_right(starts, e.end_char - 1) - 1, i)
+        num[(e.start, e.end)] = str(k + 1)
+        ents[str(k + 1)] = {"tokens": " ".join(doc.text[a:b] for a, b in token_spans[i:j + 1]),
+                            "label": e.label_, "start_ix": i, "end_ix": j, "relations": []}
+    for h, t, label, _ in relation_spans(doc):
+        ents[num[(h.start, h.end)]]["relations"].append([label, num[(t.start, t.end)]])
+    return {"text": " ".join(doc.text[a:b] for a, b in token_spans), "entities": ents}
+
+
+def predict_radgraph(nlp, items: list[tuple[str, str, list[tuple[int, int]]]],
+                     batch_size: int = 32) -> tuple[dict[str, Any], float]:
+    """Run ``nlp`` over ``(doc key, text, word token spans)`` items; RadGraph JSON and seconds."""
+    import time
+
+    t = time.perf_counter()
+    docs = list(nlp.pipe([text for _, text, _ in items], batch_size=batch_size))
+    seconds = time.perf_counter() - t
+    return {key: doc_to_radgraph(doc, toks) for (key, _, toks), doc in zip(items, docs)}, seconds

@@ -129,7 +129,8 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     for name, rel in sourced.items():
         path = model_path(rel)
         if not (path / "config.cfg").is_file():
-            how = "medtext train layout" if "layout" in name else "medtext train ner"
+            how = {"layout": "medtext train layout", "radgraph": "medtext train relations"}.get(
+                rel, "medtext train ner")
             raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
                               f"`{how}` (or `make demo`)")
         if rel not in loaded:

@@ -53,7 +53,7 @@ def test_entities_relations_errors_in_record(nlp):
     doc.ents = [anat, obs]
     obs._.assertion = "uncertain"
     obs._.concepts = [("SNOMEDCT", "129134004", "Opacity", 0.9)]
-    doc._.relations = [(obs, anat, "located_at", 0.8)]
+    doc._.relations = [(obs.start, obs.end, anat.start, anat.end, "located_at", 0.8)]
     doc._.errors = [{"start": 10, "end": 35, "type": "diagnosis", "message": "m", "correction": None,
                      "score": 0.5, "detector": "test"}]
     rec = medtext.to_record(doc)

@@ -84,12 +84,14 @@ def to_record(doc: "Doc", *, include_text: bool = True, nlp=None) -> dict[str, A
     ents = list(doc.ents)
     ent_ids = {(e.start_char, e.end_char, e.label_): f"T{i + 1}" for i, e in enumerate(ents)}
     relations = []
-    for rel in _ext(doc, "relations") or []:
-        head, tail, label, score = rel[:4]
-        relations.append({
-            "head": ent_ids.get((head.start_char, head.end_char, head.label_)),
-            "tail": ent_ids.get((tail.start_char, tail.end_char, tail.label_)),
-            "label": label, "score": float(score)})
+    if _ext(doc, "relations"):
+        from medtext.components.relations import relation_spans
+
+        for head, tail, label, score in relation_spans(doc):
+            relations.append({
+                "head": ent_ids.get((head.start_char, head.end_char, head.label_)),
+                "tail": ent_ids.get((tail.start_char, tail.end_char, tail.label_)),
+                "label": label, "score": float(score)})
     errors = []
     for err in _ext(doc, "errors") or []:
         errors.append({k: err.get(k) for k in ("start", "end", "type", "message", "correction",

@@ -1,0 +1,77 @@
+"""``medtext_relations`` and the radiology preset: trained here on a slice of the team's reports
+given as RadGraph JSON (the path a user with the licensed RadGraph data takes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medtext.corpora.radgraph_data import read_reports, to_radgraph
+
+
+@pytest.fixture(scope="module")
+def radgraph_model(tmp_path_factory, medtext_home):
+    from medtext.pipeline import models_dir
+    from medtext.train_relations import train_relations
+
+    root = tmp_path_factory.mktemp("radgraph")
+    train = read_reports(split="train")[:24]
+    dev = read_reports(split="dev")[:6]
+    (root / "train.json").write_text(json.dumps(to_radgraph(train)))
+    (root / "dev.json").write_text(json.dumps(to_radgraph(dev)))
+    out = models_dir() / "radgraph"  # where the radiology preset finds it
+    report = train_relations(train_json=root / "train.json", dev_json=root / "dev.json", epochs=12, out=out)
+    return out, report, root
+
+
+def test_training_learns(radgraph_model):
+    _, report, _ = radgraph_model
+    assert report["train_reports"] == 24 and len(report["history"]) == 12
+    # 24 reports, 12 epochs: far from the full model, well above chance (relation F1 0 for "none")
+    assert report["best_dev_entity_f1"] > 0.6 and report["best_dev_relation_f1_gold_entities"] > 0.2, report
+
+
+def test_radiology_preset_records_and_serialisation(radgraph_model):
+    from spacy.tokens import Doc
+
+    import medtext
+
+    nlp = medtext.load("radiology")
+    assert nlp.pipe_names[-2:] == ["ner", "medtext_relations"]
+    text = ("FINDINGS: There is a patchy opacity in the left lower lobe, which may represent pneumonia. "
+            "No pleural effusion.")
+    doc = nlp(text)
+    assert {e.label_ for e in doc.ents} <= {"ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA"} and doc.ents
+    assert all(isinstance(x, (int, str, float)) for rel in doc._.relations for x in rel)
+    rec = medtext.to_record(doc)
+    ids = {e["id"] for e in rec["entities"]}
+    assert all(r["head"] in ids and r["tail"] in ids for r in rec["relations"])
+    assert len(rec["relations"]) == len(doc._.relations)
+    back = Doc(nlp.vocab).from_bytes(doc.to_bytes())  # relations are plain values: docs serialise
+    assert [list(r) for r in back._.relations] == [list(r) for r in doc._.relations]
+    for text in ("Normal.", "", "Heart normal\n\nlungs clear"):
+        assert medtext.to_record(nlp(text))["relations"] is not None
+
+
+def test_evaluate_radgraph_runs_the_preset(radgraph_model):
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+
+    _, _, root = radgraph_model
+    out = root / "scores.json"
+    res = CliRunner().invoke(app, ["evaluate", "radgraph", str(root / "dev.json"), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["predictions"] == "preset radiology" and r["reports"] == 6 and r["relations_per_s"]
+    assert 0 < r["entities"]["f1"] <= 1 and set(r["radgraph_f1"]) == {"RG_E", "RG_ER", "full"}
+
+
+def test_missing_model_says_how_to_build_it(tmp_path, monkeypatch):
+    import medtext
+    from medtext.errors import ConfigError
+
+    monkeypatch.setenv("MEDTEXT_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="medtext train relations"):
+        medtext.load("radiology")
