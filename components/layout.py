@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterable
 
 import numpy
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
@@ -33,6 +32,7 @@ from thinc.api import (LSTM, Config, HashEmbed, Maxout, Model, Ragged, Softmax, 
 from thinc.types import Floats2d
 
 from .layout_features import N_FEATURES, LineFeatures, extract
+from .trainable import MedtextTrainablePipe
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ dropout = 0.1
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CFG)["model"]
 
 
-class LayoutClassifier(TrainablePipe):
+class LayoutClassifier(MedtextTrainablePipe):
     version = "1.0.0"
 
     def __init__(self, vocab, model: Model, name: str = "medtext_layout", *, mask: bool = True,
@@ -214,19 +214,11 @@ class LayoutClassifier(TrainablePipe):
             loss += float((d ** 2).sum())
         return loss, grads
 
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
-               losses: dict[str, float] | None = None) -> dict[str, float]:
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        feats = [_features(ex.predicted)[1] for ex in examples]
-        scores, backprop = self.model.begin_update(feats)
-        loss, grads = self.get_loss(examples, list(zip(feats, scores)))
-        backprop(grads)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
+    def _inputs(self, examples: list[Example]) -> list[LineFeatures]:
+        return [_features(ex.predicted)[1] for ex in examples]
+
+    def _scored(self, inputs, scores):
+        return list(zip(inputs, scores))
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None) -> None:
         sample = [_features(ex.predicted)[1] for ex in list(get_examples())[:10]]

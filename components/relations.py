@@ -21,12 +21,13 @@ from typing import Any, Callable, Iterable
 
 import numpy
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Config, Maxout, Model, Softmax, chain
 from thinc.types import Floats2d
+
+from .trainable import MedtextTrainablePipe
 
 RELATION_LABELS = ("modify", "located_at", "suggestive_of")
 ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
@@ -165,7 +166,7 @@ subword_features = true
 """)["model"]
 
 
-class RelationExtractor(TrainablePipe):
+class RelationExtractor(MedtextTrainablePipe):
     version = "1.0.0"
 
     def __init__(self, vocab, model: Model, name: str = "medtext_relations", *, threshold: float = 0.5):
@@ -221,18 +222,8 @@ class RelationExtractor(TrainablePipe):
             loss += float(-numpy.log(numpy.maximum(s[numpy.arange(len(truth)), truth], 1e-9)).sum()) if len(truth) else 0.0
         return loss, grads
 
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
-               losses: dict[str, float] | None = None) -> dict[str, float]:
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        scores, backprop = self.model.begin_update([ex.predicted for ex in examples])
-        loss, grads = self.get_loss(examples, scores)
-        backprop(grads)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
+    def _inputs(self, examples: list[Example]) -> list[Doc]:
+        return [ex.predicted for ex in examples]
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None) -> None:
         self.model.initialize(X=[ex.predicted for ex in list(get_examples())[:10]])

@@ -50,6 +50,16 @@ def rg_sets(doc: dict[str, Any]) -> tuple[set, set, set]:
     return simple, partial, full
 
 
+def _count_by(counts: dict[str, list[int]], gold: set, pred: set, key) -> None:
+    """Add tp / fp / fn per ``key(item)`` to ``counts``."""
+    for k in {key(x) for x in gold | pred}:
+        c = counts.setdefault(k, [0, 0, 0])
+        g, p = {x for x in gold if key(x) == k}, {x for x in pred if key(x) == k}
+        c[0] += len(g & p)
+        c[1] += len(p - g)
+        c[2] += len(g - p)
+
+
 def score_radgraph(gold: dict[str, Any], pred: dict[str, Any]) -> dict[str, Any]:
     """Scores of ``pred`` against ``gold`` (RadGraph JSON dicts); every gold doc must be predicted
     (a missing prediction counts as an empty graph) and texts must agree token by token."""
@@ -67,12 +77,7 @@ def score_radgraph(gold: dict[str, Any], pred: dict[str, Any]) -> dict[str, Any]
         ge, pe = _entities(g), _entities(p)
         g_ents = {(int(e["start_ix"]), int(e["end_ix"]), e["label"]) for e in ge.values()}
         p_ents = {(int(e["start_ix"]), int(e["end_ix"]), e["label"]) for e in pe.values()}
-        for lab in {x[2] for x in g_ents | p_ents}:
-            c = by_label.setdefault(lab, [0, 0, 0])
-            gl, pl = {x for x in g_ents if x[2] == lab}, {x for x in p_ents if x[2] == lab}
-            c[0] += len(gl & pl)
-            c[1] += len(pl - gl)
-            c[2] += len(gl - pl)
+        _count_by(by_label, g_ents, p_ents, key=lambda x: x[2])
         counts["ent"][0] += len(g_ents & p_ents)
         counts["ent"][1] += len(p_ents - g_ents)
         counts["ent"][2] += len(g_ents - p_ents)
@@ -88,12 +93,7 @@ def score_radgraph(gold: dict[str, Any], pred: dict[str, Any]) -> dict[str, Any]
             return out
 
         g_rels, p_rels = rels(ge), rels(pe)
-        for rel in {x[1] for x in g_rels | p_rels}:
-            c = by_rel.setdefault(rel, [0, 0, 0])
-            gr, pr = {x for x in g_rels if x[1] == rel}, {x for x in p_rels if x[1] == rel}
-            c[0] += len(gr & pr)
-            c[1] += len(pr - gr)
-            c[2] += len(gr - pr)
+        _count_by(by_rel, g_rels, p_rels, key=lambda x: x[1])
         for name, gs, ps in zip(("RG_E", "RG_ER", "full"), rg_sets(g), rg_sets(p)):
             rg[name].append(_set_f1(ps, gs))
     rel_total = [sum(c[i] for c in by_rel.values()) for i in range(3)]
