@@ -129,10 +129,9 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     for name, rel in sourced.items():
         path = model_path(rel)
         if not (path / "config.cfg").is_file():
-            how = {"layout": "medtext train layout", "radgraph": "medtext train relations"}.get(
-                rel, "medtext train ner")
+            task = {"layout": "layout", "radgraph": "relations"}.get(rel, "ner")
             raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
-                              f"`{how}` (or `make demo`)")
+                              f"`medtext train {task}` (or `make train-{task}`)")
         if rel not in loaded:
             loaded[rel] = spacy.load(path)
         if loaded[rel].get_pipe_meta(name).factory == "medtext_layout":
