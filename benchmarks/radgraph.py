@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,20 +29,11 @@ def main() -> None:
     args = p.parse_args()
 
     import medtext
-    from medtext.corpora.radgraph_data import (load_radgraph_json, read_radgraph_json, read_reports,
-                                               to_radgraph, tokenize)
+    from medtext.corpora.radgraph_data import gold_items
     from medtext.evaluate_radgraph import predict_radgraph, score_radgraph
     from medtext.train_relations import report_docs, score_docs
 
-    if args.gold.suffix == ".json":
-        gold_json = load_radgraph_json(args.gold)
-        reports = read_radgraph_json(args.gold)
-        items = [(k, d["text"], [(m.start(), m.end()) for m in re.finditer(r"\S+", d["text"])])
-                 for k, d in gold_json.items()]
-    else:
-        reports = read_reports([args.gold], split=args.split)
-        gold_json = to_radgraph(reports)
-        items = [(r.id, r.text, tokenize(r.text)) for r in reports]
+    gold_json, reports, items = gold_items(args.gold, args.split)
     nlp = medtext.load("radiology")
     pred_json, seconds = predict_radgraph(nlp, items)
     end_to_end = score_radgraph(gold_json, pred_json)

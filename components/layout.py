@@ -31,12 +31,14 @@ from thinc.api import (LSTM, Config, HashEmbed, Maxout, Model, Ragged, Softmax, 
                        reduce_mean, with_array, with_padded)
 from thinc.types import Floats2d
 
+from medtext.lines import LAYOUT_LABELS
+
 from .layout_features import N_FEATURES, LineFeatures, extract
 from .trainable import MedtextTrainablePipe
 
 log = logging.getLogger(__name__)
 
-LABELS = ("body", "header", "footer", "side", "signature", "pagination", "other")
+LABELS = LAYOUT_LABELS
 
 
 def register_layout_extensions() -> None:

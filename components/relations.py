@@ -27,10 +27,11 @@ from spacy.util import registry
 from thinc.api import Config, Maxout, Model, Softmax, chain
 from thinc.types import Floats2d
 
+from medtext.corpora.radgraph_data import ENTITY_LABELS, RELATION_TYPES
+
 from .trainable import MedtextTrainablePipe
 
-RELATION_LABELS = ("modify", "located_at", "suggestive_of")
-ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
+RELATION_LABELS = RELATION_TYPES
 _BUCKETS = (-10, -4, 0, 4, 10)  # signed token distance tail - head, 6 buckets
 N_EXTRA = 2 * (len(ENTITY_LABELS) + 1) + len(_BUCKETS) + 1
 NONE_WEIGHT = 0.3

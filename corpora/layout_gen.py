@@ -91,11 +91,11 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Sequence
 
 from medtext.atomic import atomic_path, atomic_write_text
-from medtext.lines import text_lines
+from medtext.lines import LAYOUT_LABELS, text_lines
 from medtext.readers.pdf import read_pdf
 
 SAMPLES = Path(__file__).parent / "samples"
-LABELS: tuple[str, ...] = ("body", "header", "footer", "side", "signature", "pagination", "other")
+LABELS: tuple[str, ...] = LAYOUT_LABELS
 MAX_PAGES = 6
 
 LETTER, A4 = (612.0, 792.0), (595.28, 841.89)

@@ -192,6 +192,20 @@ def load_radgraph_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def gold_items(gold: Path, split: str | None = None
+               ) -> tuple[dict[str, Any], list[RGReport], list[tuple[str, str, list[tuple[int, int]]]]]:
+    """Gold for scoring: RadGraph JSON (a ``.json`` file, texts already tokenised) or the team's
+    JSONL (``split`` chooses). Returns the gold RadGraph JSON, the reports, and per report
+    ``(doc key, text to run a pipeline on, word token spans of that text)``."""
+    if Path(gold).suffix == ".json":
+        data = load_radgraph_json(gold)
+        items = [(k, d["text"], [(m.start(), m.end()) for m in _TOKEN.finditer(d["text"])])
+                 for k, d in data.items()]
+        return data, from_radgraph(data, str(gold)), items
+    reports = read_reports([Path(gold)], split=split)
+    return to_radgraph(reports), reports, [(r.id, r.text, tokenize(r.text)) for r in reports]
+
+
 def read_radgraph_json(path: Path) -> list[RGReport]:
     return from_radgraph(load_radgraph_json(path), str(path))
 

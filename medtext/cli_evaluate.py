@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -195,20 +194,13 @@ def radgraph(
 ) -> None:
     """Entity and relation micro-F1 (strict spans) and RadGraph F1 (RG_E, RG_ER, full) of
     predicted graphs against gold reports."""
-    from .corpora.radgraph_data import load_radgraph_json, read_reports, to_radgraph, tokenize
+    from .corpora.radgraph_data import gold_items, load_radgraph_json
     from .errors import ConfigError, InputError
     from .evaluate_radgraph import predict_radgraph, score_radgraph
 
     seconds = None
     try:
-        if gold.suffix == ".json":
-            gold_json = load_radgraph_json(gold)
-            items = [(k, d["text"], [(m.start(), m.end()) for m in re.finditer(r"\S+", d["text"])])
-                     for k, d in gold_json.items()]
-        else:
-            reports = read_reports([gold], split=split)
-            gold_json = to_radgraph(reports)
-            items = [(r.id, r.text, tokenize(r.text)) for r in reports]
+        gold_json, _, items = gold_items(gold, split)
         if not gold_json:
             _fail(f"no gold reports in {gold}" + (f" (split {split})" if split else ""))
         if predictions is not None:

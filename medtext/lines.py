@@ -22,6 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+#: what ``medtext_layout`` labels each line as (the generator in corpora/layout_gen.py uses the same)
+LAYOUT_LABELS = ("body", "header", "footer", "side", "signature", "pagination", "other")
+
 LINE_FIELDS = ("start", "end", "page", "number", "x0", "y0", "x1", "y1", "font_size",
                "page_width", "page_height", "indent")
 

@@ -86,19 +86,14 @@ def load_examples(nlp, labels_path: Path, *, families: Iterable[str] | None = No
     return out
 
 
-def new_pipeline(**model_settings):
+def new_pipeline():
     import spacy
 
     from medtext.extensions import register_extensions
 
     register_extensions()
     nlp = spacy.blank("en")
-    config = {}
-    if model_settings:
-        from medtext.components.layout import DEFAULT_MODEL
-
-        config["model"] = {**DEFAULT_MODEL, **model_settings}
-    nlp.add_pipe("medtext_layout", config=config)
+    nlp.add_pipe("medtext_layout")
     return nlp
 
 
