@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout train-relations
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout train-relations train-errors
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ train-layout: install
 # The radiology preset's RadGraph entity + relation models on the team's reports (about 4 min).
 train-relations: install
 	$(BIN)/medtext train relations
+
+# medtext_errors' sentence classifier on MEDEC-MS validation (../shared/data) + the team's injected
+# errors (about 6 min on 2 CPUs); use it with medtext_errors.classifier = "medtext:errors_cross".
+train-errors: install-trf
+	$(BIN)/medtext train errors
 
 demo: install $(TERM_INDEX)
 	$(BIN)/medtext run corpora/samples -o out/demo --overwrite

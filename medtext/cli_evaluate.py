@@ -229,3 +229,78 @@ def radgraph(
         typer.echo(f"  {t:<14} P {s['precision']:.3f}  R {s['recall']:.3f}  F1 {s['f1']:.3f}")
     typer.echo(f"RadGraph F1: RG_E {rg['RG_E']:.3f}  RG_ER {rg['RG_ER']:.3f}  full {rg['full']:.3f}")
     _write_json(json_out, r)
+
+
+@app.command()
+def errors(
+    data: Path = typer.Argument(..., help="MEDEC CSV (or its JSONL form), e.g. ../shared/data/medec/ms_validation.csv"),
+    data_format: str = typer.Option("medec", "--format", help="Gold format (medec)"),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", "-p", help="A run to score instead of running a pipeline: MEDEC run lines "
+                                          "(TEXT_ID FLAG SENTENCE_ID CORRECTION) or a CSV"),
+    preset: str = typer.Option("default", help="Preset to run when no --predictions are given"),
+    checks: Optional[str] = typer.Option(None, help="Comma-separated checks to run (default: the preset's)"),
+    classifier: Optional[str] = typer.Option(None, help="Trained classifier to add, e.g. medtext:errors_cross"),
+    generative: Optional[str] = typer.Option(None, help="Causal LM name or path to add (GPU advised)"),
+    device: str = typer.Option("cpu", help="Device of the models (cpu, cuda, cuda:N)"),
+    threshold: float = typer.Option(0.0, help="Ignore findings scored below this"),
+    copy_sentence: bool = typer.Option(False, help="Answer the flagged sentence itself when a detector has "
+                                                   "no correction (otherwise NA)"),
+    run_out: Optional[Path] = typer.Option(None, "--run-out", help="Write the answers as a MEDEC run file"),
+    bertscore: Optional[str] = typer.Option(None, help="HF model for BERTScore (e.g. microsoft/deberta-xlarge-mnli)"),
+    bertscore_layer: Optional[int] = typer.Option(None, help="Hidden layer for BERTScore (default last)"),
+    bertscore_baseline: Optional[float] = typer.Option(None, help="BERTScore baseline for rescaling"),
+    bleurt: Optional[str] = typer.Option(None, help="HF regression checkpoint for BLEURT (e.g. a BLEURT-20 port)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
+) -> None:
+    """MEDEC metrics: error flag accuracy, error sentence accuracy, per error type, and correction
+    scores (ROUGE-1 always; BERTScore / BLEURT when their models are given; aggregate = their mean)."""
+    from .corpora.medec import read_medec, read_run, write_run
+    from .errors import ConfigError, InputError
+    from .evaluate_errors import predict_medec, score_medec
+
+    if data_format != "medec":
+        _fail(f"--format must be medec, not {data_format!r}")
+    seconds = None
+    try:
+        gold = read_medec(data)
+        if not gold:
+            _fail(f"no texts in {data}")
+        if predictions is not None:
+            run = read_run(predictions)
+        else:
+            overrides = {}
+            cfg = {}
+            if checks is not None:
+                cfg["checks"] = [c.strip() for c in checks.split(",") if c.strip()]
+            if classifier:
+                cfg["classifier"] = classifier
+            if generative:
+                cfg["generative"] = generative
+            if cfg or device != "cpu":
+                overrides["medtext_errors"] = {**cfg, "device": device}
+            if "medtext_errors" not in _components(preset):
+                _fail(f"preset {preset!r} has no medtext_errors component")
+            nlp = _load(preset, **overrides)
+            run, seconds = predict_medec(nlp, gold, threshold=threshold, copy_sentence=copy_sentence)
+        if run_out:
+            write_run(run_out, run)
+        r = score_medec(gold, run, bertscore=bertscore, bertscore_layer=bertscore_layer,
+                        bertscore_baseline=bertscore_baseline, bleurt=bleurt, device=device)
+    except (InputError, ConfigError) as e:
+        _fail(str(e))
+    r.update({"data": str(data), "predictions": str(predictions) if predictions else f"preset {preset}",
+              "texts_per_s": round(len(gold) / seconds, 1) if seconds else None})
+    typer.echo(f"{r['texts']} texts ({r['with_error']} with an error), {r['answered']} answered"
+               + (f"; {r['texts_per_s']} texts/s" if seconds else ""))
+    typer.echo(f"error flag accuracy      {r['flag_accuracy']:.3f}  (P {r['flag_precision']:.3f} "
+               f"R {r['flag_recall']:.3f} F1 {r['flag_f1']:.3f})")
+    typer.echo(f"error sentence accuracy  {r['sentence_accuracy']:.3f}")
+    c = r["corrections"]
+    for name in c["aggregate_of"]:
+        typer.echo(f"correction {name:<13} {c[name + '_composite']:.3f}")
+    typer.echo(f"correction aggregate    {c['aggregate_composite']:.3f}  (mean of {', '.join(c['aggregate_of'])})")
+    typer.echo(f"{'error type':<16} {'texts':>5} {'flag acc':>8} {'sent acc':>8}")
+    for t, v in r["by_type"].items():
+        typer.echo(f"{t:<16} {v['texts']:>5} {v['flag_accuracy']:>8.3f} {v['sentence_accuracy']:>8.3f}")
+    _write_json(json_out, r)

@@ -28,7 +28,8 @@ def resolve_model(name: str) -> tuple[str, str]:
         if not path.is_dir():
             from .index import TerminologyError
 
-            raise TerminologyError(f"model {name} is not built: run `medtext train linker` "
+            trainer = "errors" if name.split(":", 1)[1].startswith("errors") else "linker"
+            raise TerminologyError(f"model {name} is not built: run `medtext train {trainer}` "
                                    f"(looked in {path})")
         return str(path), name
     if name in PACKAGED:

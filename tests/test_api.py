@@ -16,7 +16,7 @@ def test_load_returns_language_with_default_components(nlp):
 
     assert isinstance(nlp, Language)
     assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "medtext_ner",
-                              "medtext_context", "medtext_linker"]
+                              "medtext_context", "medtext_linker", "medtext_errors"]
 
 
 def test_nlp_text_to_record(nlp):

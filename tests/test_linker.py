@@ -75,7 +75,7 @@ def test_dense_needs_embeddings(medtext_home):
 def test_component_sets_kb_id_and_records(nlp, medtext_home):
     from medtext.records import validate_record
 
-    assert nlp.pipe_names[-1] == "medtext_linker"  # in the default preset, lexical
+    assert nlp.pipe_names[-2:] == ["medtext_linker", "medtext_errors"]  # in the default preset, lexical
     text = "HPI: 60 yo with chest pain and fever. Denies cough. PT: needs help putting on socks."
     docs = list(nlp.pipe([text, "No findings.", ""]))
     ents = {e.text: e for e in docs[0].ents}

@@ -106,6 +106,6 @@ def test_train_tiny_ner_and_clinical_preset(medtext_home):
     assert (path / "ner").is_dir()
     nlp = medtext.load("clinical")
     assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "tok2vec", "ner",
-                              "medtext_ner", "medtext_context", "medtext_linker"]
+                              "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
     info = medtext.to_record(nlp("HPI: chest pain."))["pipeline"]
     assert any(c["name"] == "ner" and c["model"] == str(path) for c in info["components"])
