@@ -138,24 +138,78 @@ class Knowledge:
     organism_names: dict[str, str] = field(default_factory=dict)
     labs: dict[str, Lab] = field(default_factory=dict)
     lab_names: dict[str, str] = field(default_factory=dict)
+    _lexicons: dict[str, "Lexicon"] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> "Knowledge":
         """The tables of ``folder`` (default: the packaged ones), validated."""
         return _load_knowledge(str(Path(folder).resolve()) if folder else str(DATA_DIR))
 
-    def drug_regex(self) -> re.Pattern:
-        return _names_regex(tuple(self.drug_names), min_len=3)
-
-    def organism_regex(self) -> re.Pattern:
-        return _names_regex(tuple(self.organism_names), min_len=3)
-
-    def lab_regex(self) -> re.Pattern:
-        return _names_regex(tuple(self.lab_names), min_len=1)
+    def lexicon(self, kind: str) -> "Lexicon":
+        """Word-sequence lookup of the drug, organism or lab names (built once)."""
+        lex = self._lexicons.get(kind)
+        if lex is None:
+            names, min_len = {"drugs": (self.drug_names, 3), "organisms": (self.organism_names, 3),
+                              "labs": (self.lab_names, 1)}[kind]
+            lex = self._lexicons[kind] = Lexicon(names, min_len)
+        return lex
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[\s/]+", "-", name.strip().lower())
+
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_JOIN = re.compile(r"[\s/-]+|\.\s*")
+
+
+def text_words(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0).lower()) for m in _WORD.finditer(text)]
+
+
+class Lexicon:
+    """Names (normalised by :func:`_norm`) found in text as whole word sequences, longest
+    first, in one left-to-right pass (linear in the text, whatever the number of names)."""
+
+    def __init__(self, names: dict[str, str], min_len: int):
+        self.entries: dict[tuple[str, ...], str] = {}
+        for name, key in names.items():
+            if len(name) < min_len:
+                continue
+            words = tuple(w.lower() for w in _WORD.findall(name))
+            if words:
+                self.entries.setdefault(words, key)
+        self.first: dict[str, list[int]] = {}
+        for words in self.entries:
+            self.first.setdefault(words[0], []).append(len(words))
+        for lengths in self.first.values():
+            lengths.sort(reverse=True)
+
+    def find(self, text: str, words: list[tuple[int, int, str]] | None = None) -> list[tuple[int, int, str]]:
+        """(start, end, key) of every name in ``text`` (``words``: its lower-cased word spans,
+        when already computed)."""
+        if words is None:
+            words = text_words(text)
+        out = []
+        i = 0
+        while i < len(words):
+            lengths = self.first.get(words[i][2])
+            if lengths:
+                for n in lengths:  # longest first
+                    seq = words[i:i + n]
+                    key = self.entries.get(tuple(w for _, _, w in seq)) if len(seq) == n else None
+                    # the words must be joined by spaces, hyphens, slashes or ". " only
+                    if key is None or any(not _JOIN.fullmatch(text[a[1]:b[0]]) for a, b in zip(seq, seq[1:])):
+                        continue
+                    st, en = seq[0][0], seq[-1][1]
+                    if en < len(text) and text[en] == "+":
+                        en += 1  # "K+"
+                    if (st == 0 or text[st - 1] != "-") and (en >= len(text) or text[en] != "-"):
+                        out.append((st, en, key))
+                        i += n - 1
+                        break
+            i += 1
+        return out
 
 
 @lru_cache(maxsize=8)
@@ -242,23 +296,24 @@ class Note:
     labs: list[Mention] = field(default_factory=list)
 
     def __post_init__(self):
-        self.drugs = self._find(self.kb.drug_regex(), self.kb.drug_names)
-        self.organisms = self._find(self.kb.organism_regex(), self.kb.organism_names)
-        self.labs = self._find(self.kb.lab_regex(), self.kb.lab_names)
+        self._starts = [s for s, _ in self.sentences]
+        self._words = text_words(self.text)
+        self.drugs = self._find("drugs")
+        self.organisms = self._find("organisms")
+        self.labs = self._find("labs")
 
-    def _find(self, rx: re.Pattern, names: dict[str, str]) -> list[Mention]:
+    def _find(self, kind: str) -> list[Mention]:
         out = []
-        for m in rx.finditer(self.text):
-            key = names.get(_norm(m.group(0)))
-            s = self.sentence_at(m.start())
-            if key is not None and s is not None:
-                out.append(Mention(m.start(), m.end(), key, s))
+        for start, end, key in self.kb.lexicon(kind).find(self.text, self._words):
+            s = self.sentence_at(start)
+            if s is not None:
+                out.append(Mention(start, end, key, s))
         return out
 
     def sentence_at(self, char: int) -> int | None:
         import bisect
 
-        i = bisect.bisect_right([s for s, _ in self.sentences], char) - 1
+        i = bisect.bisect_right(self._starts, char) - 1
         return i if i >= 0 and char < self.sentences[i][1] else None
 
     def sentence_text(self, i: int) -> str:

@@ -46,13 +46,28 @@ def guess_type(sentence: str) -> str:
     return "management"
 
 
-def doc_sentences(doc) -> list:
-    """Non-blank sentence spans of a doc (the whole doc when it has no sentence boundaries)."""
+def sentence_spans(doc) -> list[tuple[int, int]]:
+    """Character spans of the non-blank sentences of a doc, surrounding whitespace trimmed (the
+    whole doc when it has no sentence boundaries). Reads spaCy's SENT_START array, which is much
+    faster than iterating ``doc.sents``."""
+    from spacy.attrs import IDX, SENT_START
+
+    text = doc.text
+    if not len(doc):
+        return []
     if doc.has_annotation("SENT_START"):
-        sents = list(doc.sents)
+        arr = doc.to_array([IDX, SENT_START])
+        starts = [int(arr[i, 0]) for i in range(len(doc)) if i == 0 or arr[i, 1] == 1]
     else:
-        sents = [doc[:]] if len(doc) else []
-    return [s for s in sents if s.text.strip()]
+        starts = [doc[0].idx]
+    bounds = starts[1:] + [len(text)]
+    out = []
+    for a, b in zip(starts, bounds):
+        chunk = text[a:b]
+        if chunk.strip():
+            a += len(chunk) - len(chunk.lstrip())
+            out.append((a, a + len(chunk.strip())))
+    return out
 
 
 def sentence_input(sentence: str, i: int, n: int) -> str:
@@ -123,10 +138,11 @@ class ErrorClassifier:
         return out
 
     def find(self, docs: list) -> list[list[dict[str, Any]]]:
-        spans = [doc_sentences(d)[: self.max_sentences] for d in docs]
-        scores = self.score_notes([[s.text for s in ss] for ss in spans], [d.text for d in docs])
+        texts = [d.text for d in docs]
+        spans = [sentence_spans(d)[: self.max_sentences] for d in docs]
+        scores = self.score_notes([[t[a:b] for a, b in ss] for t, ss in zip(texts, spans)], texts)
         out = []
-        for ss, sc in zip(spans, scores):
+        for text, ss, sc in zip(texts, spans, scores):
             if not sc:
                 out.append([])
                 continue
@@ -134,9 +150,9 @@ class ErrorClassifier:
             if sc[best] < self.threshold:
                 out.append([])
                 continue
-            s = ss[best]
-            etype = guess_type(s.text)
-            out.append([{"start": s.start_char, "end": s.start_char + len(s.text.rstrip()), "type": etype,
+            a, b = ss[best]
+            etype = guess_type(text[a:b])
+            out.append([{"start": a, "end": b, "type": etype,
                          "message": f"trained classifier: likely {etype} error (p={sc[best]:.2f})",
                          "correction": None, "score": round(sc[best], 4), "detector": self.name}])
         return out

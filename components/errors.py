@@ -88,9 +88,10 @@ class ErrorDetector:
         from medtext.records.build import section_lookup
 
         from .error_checks import Note, run_checks
-        from .error_classifier import doc_sentences
+        from .error_classifier import sentence_spans
 
-        spans = [(s.start_char, s.start_char + len(s.text.rstrip())) for s in doc_sentences(doc)]
+        text = doc.text
+        spans = sentence_spans(doc)
         heads = sorted((s.start_char, s.end_char) for s in doc.spans.get("sections", [])) if doc.spans else []
 
         def section_start(char: int) -> int | None:
@@ -99,7 +100,7 @@ class ErrorDetector:
                     return a
             return None
 
-        note = Note(doc.text, spans, self.kb, sections=section_lookup(doc), section_start=section_start,
+        note = Note(text, spans, self.kb, sections=section_lookup(doc), section_start=section_start,
                     entities=list(doc.ents))
         return run_checks(note, self.checks)
 
