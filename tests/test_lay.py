@@ -1,0 +1,99 @@
+"""medtext_lay: abbreviations, jargon and lay terms, lay text built from recorded edits; lay metrics
+and the team's lay gold sets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medtext.corpora.lay_data import read_abbreviations, read_rewrites
+from medtext.errors import InputError
+from medtext.evaluate_lay import flesch_kincaid_grade, sari
+
+
+@pytest.fixture(scope="module")
+def lay_nlp(medtext_home):
+    import medtext
+
+    nlp = medtext.load()
+    nlp.add_pipe("medtext_lay")
+    return nlp
+
+
+NOTE = ("HPI: 67 year old man with h/o HTN and DM2 presenting with shortness of breath.\n"
+        "Started furosemide 40 mg IV BID. No myocardial infarction. He has atrial fibrillation.\n")
+
+
+def test_lay_text_from_edits(lay_nlp):
+    doc = lay_nlp(NOTE)
+    assert doc.text == NOTE  # the source is never rewritten
+    abbrs = {s.text: s._.expansion for s in doc.spans["abbreviations"] if s.label_ == "ABBR"}
+    assert abbrs["HTN"] == "hypertension" and abbrs["BID"]
+    lay = doc._.lay_text
+    assert "high blood pressure" in lay and "twice a day" in lay and "into a vein" in lay
+    assert "heart attack" in lay and "No heart attack" in lay  # negation kept
+    assert "40 mg" in lay  # units stay
+    # every edit points into the source and replaying them gives the lay text
+    from medtext.components.lay import apply_edits
+
+    assert apply_edits(doc.text, doc._.lay_edits) == lay
+    for e in doc._.lay_edits:
+        assert e["op"] in ("replace", "elaborate", "delete", "insert") and 0 <= e["start"] <= e["end"] <= len(NOTE)
+    mi = next(e for e in doc.ents if e.text == "myocardial infarction")
+    assert mi._.is_jargon and mi._.lay["term"].lower() == "heart attack" and mi._.lay["definition"]
+    assert all(t._.is_jargon for t in mi)
+    rec = doc._.record
+    assert rec["lay_text"] == lay
+    assert any(e["lay"] and e["lay"]["term"] for e in rec["entities"])
+
+
+def test_no_jargon_is_unchanged_and_unknown_abbreviations_are_flagged(lay_nlp):
+    plain = "She walked to the shop and back today.\n"
+    doc = lay_nlp(plain)
+    assert doc._.lay_text == plain and doc._.lay_edits == []
+    doc = lay_nlp("Plan discussed with the XQZ team.")
+    unknown = [s for s in doc.spans["abbreviations"] if s.label_ == "UNKNOWN"]
+    assert [s.text for s in unknown] == ["XQZ"] and unknown[0]._.expansion is None
+    assert "XQZ" in doc._.lay_text  # left as is
+
+
+def test_all_caps_and_long_sentences(lay_nlp):
+    doc = lay_nlp("PT WITH HTN AND SOB. WILL START LASIX 40 MG PO DAILY.")
+    assert not [s for s in doc.spans["abbreviations"] if s.label_ == "UNKNOWN"]
+    assert "by mouth" in doc._.lay_text.lower()
+    long = "The patient has hypertension and " + " and ".join(["shortness of breath"] * 300) + "."
+    assert lay_nlp(long)._.lay_text.startswith("The patient has high blood pressure")
+
+
+def test_sense_choice_uses_context(lay_nlp):
+    lay = lay_nlp.get_pipe("medtext_lay")
+    scored = lay.choose_sense("BID", "furosemide 40 mg BID")
+    assert scored == sorted(scored, key=lambda x: -x[1])
+    assert lay.choose_sense("XQZ", "anything") == []
+
+
+def test_metrics():
+    src = "Pt c/o SOB and bilateral lower extremity edema."
+    gold = "The patient has shortness of breath and swelling in both legs."
+    assert sari(src, gold, [gold]) > sari(src, src, [gold])
+    assert sari(src, src, [gold]) < 40
+    assert flesch_kincaid_grade("The cat sat. The dog ran.") < flesch_kincaid_grade(
+        "Bilateral lower extremity edema with hepatosplenomegaly and electrocardiographic abnormalities.")
+    assert flesch_kincaid_grade("") is None
+
+
+def test_gold_sets_load_and_validate(tmp_path):
+    ab = read_abbreviations()
+    assert len(ab) >= 300 and {c.split for c in ab} == {"dev", "test"}
+    rw = read_rewrites()
+    assert len(rw) >= 50
+    bad = tmp_path / "a.jsonl"
+    bad.write_text(json.dumps({"id": "x", "text": "Pt has MS.", "start": 0, "end": 2, "abbr": "MS",
+                               "sense": "multiple sclerosis", "split": "dev"}) + "\n")
+    with pytest.raises(InputError, match=r"a.jsonl:1: text\[0:2\] is 'Pt', not 'MS'"):
+        read_abbreviations(bad)
+    bad.write_text(json.dumps({"id": "x", "text": "Pt has MS.", "start": 7, "end": 9, "abbr": "MS",
+                               "sense": "made up", "split": "dev"}) + "\n")
+    with pytest.raises(InputError, match="is not a Vanderbilt sense"):
+        read_abbreviations(bad, senses={"ms": {"multiple sclerosis"}})
