@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -84,8 +83,6 @@ DEFAULT_PROMPT = (
 
 _TYPE_KEYS = {t.lower(): t for t in ERROR_TYPES}
 
-_CACHE: dict[tuple[str, str], tuple[Any, Any]] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 class GenerationError(Exception):
@@ -198,47 +195,17 @@ def parse_reply(reply: str, n_sentences: int) -> dict:
 
 def _load_backend(model: str, device: str) -> tuple[Any, Any]:
     """(tokenizer, model) for ``(model, device)``, loaded once per process."""
-    key = (str(model), str(device))
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            return hit
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    from .hf_models import load_generation_model
 
-        log.info("loading generative error model %s on %s", model, device)
-        try:
-            tok = AutoTokenizer.from_pretrained(str(model), trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            raise GenerativeConfigError(
-                f"generative backend: cannot load the tokenizer of model {model!r} (a model name "
-                f"or a local directory; offline, it must be cached or local): "
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        tok.padding_side = "left"
-        if tok.pad_token is None:
-            if tok.eos_token is None:
-                raise GenerativeConfigError(
-                    f"generative model {model}: the tokenizer has neither a pad nor an eos token")
-            tok.pad_token = tok.eos_token
-        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-        try:
-            lm = AutoModelForCausalLM.from_pretrained(str(model), torch_dtype=dtype,
-                                                      use_safetensors=True, trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            raise GenerativeConfigError(
-                f"generative backend: cannot load model {model!r} as a causal LM with safetensors "
-                f"weights (pickled .bin weights are not loaded): "
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        lm.to(device)
-        lm.eval()
-        _CACHE[key] = (tok, lm)
-        return tok, lm
+    return load_generation_model(model, device, kind="causal", what="generative backend", error=GenerativeConfigError,
+                                 left_padding=True)
 
 
 def clear_cache() -> None:
-    """Forget the loaded models (frees their memory once no detector holds them)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    """Forget the loaded models (frees their memory once nothing else holds them)."""
+    from .hf_models import clear_cache as clear
+
+    clear("causal")
 
 
 # --------------------------------------------------------------------------- detector

@@ -50,7 +50,6 @@ level only.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -64,8 +63,6 @@ DEFAULT_PREFIX = "simplify: "
 _MAX_GROWTH = 3
 _MAX_SLACK = 20
 
-_CACHE: dict[tuple[str, str], tuple[Any, Any]] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 class Seq2SeqConfigError(ConfigError, ValueError):
@@ -77,56 +74,22 @@ def _now() -> float:
     return time.monotonic()
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-
-
 # --------------------------------------------------------------------------- model loading
 
 
 def _load_backend(model: str, device: str) -> tuple[Any, Any]:
     """(tokenizer, model) for ``(model, device)``, loaded once per process."""
-    key = (str(model), str(device))
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            return hit
-        import torch
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from .hf_models import load_generation_model
 
-        log.info("loading seq2seq lay model %s on %s", model, device)
-        try:
-            tok = AutoTokenizer.from_pretrained(str(model), trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            raise Seq2SeqConfigError(
-                f"seq2seq rewriter: cannot load the tokenizer of model {model!r} (a model name or "
-                f"a local directory; offline, it must be cached or local): {_first_line(e)}") from e
-        if tok.pad_token is None:
-            if tok.eos_token is None:
-                raise Seq2SeqConfigError(
-                    f"seq2seq rewriter: the tokenizer of model {model!r} has neither a pad nor an "
-                    "eos token")
-            tok.pad_token = tok.eos_token
-        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-        try:
-            lm = AutoModelForSeq2SeqLM.from_pretrained(str(model), torch_dtype=dtype,
-                                                       use_safetensors=True, trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            raise Seq2SeqConfigError(
-                f"seq2seq rewriter: cannot load model {model!r} as an encoder-decoder "
-                f"(seq2seq) model with safetensors weights (pickled .bin weights are not "
-                f"loaded): {_first_line(e)}") from e
-        lm.to(device)
-        lm.eval()
-        _CACHE[key] = (tok, lm)
-        return tok, lm
+    return load_generation_model(model, device, kind="seq2seq", what="seq2seq rewriter", error=Seq2SeqConfigError,
+                                 left_padding=False)
 
 
 def clear_cache() -> None:
-    """Forget the loaded models (frees their memory once no rewriter holds them)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    """Forget the loaded models (frees their memory once nothing else holds them)."""
+    from .hf_models import clear_cache as clear
+
+    clear("seq2seq")
 
 
 # --------------------------------------------------------------------------- rewriter
