@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def _sites_antibiotic(note, kb):
             bad = sorted(d for d, x in kb.drugs.items() if "antibacterial" in x.classes
                          and ({d, *x.classes} & org.inactive) and x.routes & drug.routes)
             if bad:
-                yield m.start, m.end, bad[hash(note.text[:50]) % len(bad)]
+                yield m.start, m.end, bad[zlib.crc32(note.text[:50].encode()) % len(bad)]
 
 
 def _sites_weekly(note, kb):
