@@ -53,7 +53,7 @@ train-relations: install
 	$(BIN)/medtext train relations
 
 # medtext_errors' sentence classifier on MEDEC-MS validation (../shared/data) + the team's injected
-# errors (about 6 min on 2 CPUs); use it with medtext_errors.classifier = "medtext:errors_cross".
+# errors (about 5 min on 2 CPUs); use it with medtext_errors.classifier = "medtext:errors_cross".
 train-errors: install-trf
 	$(BIN)/medtext train errors
 

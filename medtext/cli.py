@@ -305,7 +305,7 @@ def train_errors_cmd(
 ) -> None:
     """Train medtext_errors' sentence classifier (a cross-encoder over sentence + note) on MEDEC and
     the team's injected errors. Use it with medtext_errors.classifier = "medtext:errors_cross".
-    About 10 min on 2 CPUs for MEDEC-MS validation; a GPU takes seconds."""
+    About 5 min on 2 CPUs for MEDEC-MS validation plus the injected notes; a GPU takes seconds."""
     import json
     import logging
 
