@@ -297,6 +297,8 @@ class Note:
 
     def __post_init__(self):
         self._starts = [s for s, _ in self.sentences]
+        self._mention_starts: dict[int, list[int]] = {}
+        self._by_sentence: dict[int, dict[int, list[Mention]]] = {}
         self._words = text_words(self.text)
         self.drugs = self._find("drugs")
         self.organisms = self._find("organisms")
@@ -320,14 +322,31 @@ class Note:
         s, e = self.sentences[i]
         return self.text[s:e]
 
+    def next_start(self, mentions: list[Mention], pos: int) -> int | None:
+        """Start of the first of ``mentions`` (sorted by position) starting at or after ``pos``."""
+        import bisect
+
+        starts = self._mention_starts.get(id(mentions))
+        if starts is None:
+            starts = self._mention_starts[id(mentions)] = [o.start for o in mentions]
+        i = bisect.bisect_left(starts, pos)
+        return starts[i] if i < len(starts) else None
+
+    def in_sentences(self, mentions: list[Mention], first: int, last: int) -> list[Mention]:
+        """The mentions in sentences ``first``..``last``."""
+        by = self._by_sentence.get(id(mentions))
+        if by is None:
+            by = self._by_sentence[id(mentions)] = {}
+            for o in mentions:
+                by.setdefault(o.sentence, []).append(o)
+        return [o for i in range(first, last + 1) for o in by.get(i, [])]
+
     def window(self, m: Mention, mentions: list[Mention], chars: int = 60) -> tuple[int, int]:
         """Text after a mention up to the next mention of the same kind, the sentence end or
         ``chars`` characters."""
         end = min(self.sentences[m.sentence][1], m.end + chars)
-        for o in mentions:
-            if o.start >= m.end and o.start < end:
-                end = o.start
-        return m.end, end
+        nxt = self.next_start(mentions, m.end)
+        return m.end, min(end, nxt) if nxt is not None else end
 
     def finding(self, i: int, check: str, etype: str, message: str, score: float,
                 correction: str | None = None) -> dict:
@@ -427,7 +446,8 @@ def check_route(note: Note) -> list[dict]:
         if not r:
             continue
         nxt = note.text[r.end():r.end() + 20]
-        if classes.match(nxt.strip()) or any(r.end() <= o.start <= r.end() + 20 for o in note.drugs):
+        following = note.next_start(note.drugs, r.end())
+        if classes.match(nxt.strip()) or (following is not None and following <= r.end() + 20):
             continue
         route = next(k for k, _ in _ROUTES if r.group(k))
         if route in drug.routes or (route == "neb" and "inh" in drug.routes) or (route == "inh" and "neb" in drug.routes):
@@ -518,9 +538,9 @@ def _allergens_in(note: Note, start: int, end: int) -> list[tuple[int, int]]:
     out = []
     for m in _class_rx(note.kb).finditer(note.text, start, end):
         out.append((m.start(), m.end()))
-    for m in note.drugs:
-        if start <= m.start < end:
-            out.append((m.start, m.end))
+    first, last = note.sentence_at(start), note.sentence_at(max(start, end - 1))
+    if first is not None and last is not None:
+        out += [(m.start, m.end) for m in note.in_sentences(note.drugs, first, last) if start <= m.start < end]
     return out
 
 
@@ -605,15 +625,15 @@ def check_organism_antibiotic(note: Note) -> list[dict]:
                 _ORG_NEGATED_AFTER.search(note.text[o.end:note.sentences[o.sentence][1]]):
             continue
         org = note.kb.organisms[o.key]
-        for m in note.drugs:
-            if not (o.sentence <= m.sentence <= o.sentence + 2) or not _prescribed(note, m):
+        for m in note.in_sentences(note.drugs, o.sentence, o.sentence + 2):
+            if not _prescribed(note, m):
                 continue
             drug = note.kb.drugs[m.key]
             if not ANTIMICROBIAL & set(drug.classes):
                 continue
             if not ({drug.name, *drug.classes} & org.inactive):
                 continue
-            others = [x for x in note.drugs if x.sentence == m.sentence and x.key != m.key]
+            others = [x for x in note.in_sentences(note.drugs, m.sentence, m.sentence) if x.key != m.key]
             if any(not ({note.kb.drugs[x.key].name, *note.kb.drugs[x.key].classes} & org.inactive)
                    and ANTIMICROBIAL & set(note.kb.drugs[x.key].classes)
                    for x in others):

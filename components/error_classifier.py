@@ -55,11 +55,8 @@ def sentence_spans(doc) -> list[tuple[int, int]]:
     text = doc.text
     if not len(doc):
         return []
-    if doc.has_annotation("SENT_START"):
-        arr = doc.to_array([IDX, SENT_START])
-        starts = [int(arr[i, 0]) for i in range(len(doc)) if i == 0 or arr[i, 1] == 1]
-    else:
-        starts = [doc[0].idx]
+    arr = doc.to_array([IDX, SENT_START])
+    starts = [int(arr[0, 0])] + [int(x) for x in arr[1:, 0][arr[1:, 1] == 1]]
     bounds = starts[1:] + [len(text)]
     out = []
     for a, b in zip(starts, bounds):

@@ -92,13 +92,14 @@ class ErrorDetector:
 
         text = doc.text
         spans = sentence_spans(doc)
+        import bisect
+
         heads = sorted((s.start_char, s.end_char) for s in doc.spans.get("sections", [])) if doc.spans else []
+        head_starts = [a for a, _ in heads]
 
         def section_start(char: int) -> int | None:
-            for a, b in heads:
-                if a <= char < b:
-                    return a
-            return None
+            i = bisect.bisect_right(head_starts, char) - 1
+            return heads[i][0] if i >= 0 and char < heads[i][1] else None
 
         note = Note(text, spans, self.kb, sections=section_lookup(doc), section_start=section_start,
                     entities=list(doc.ents))

@@ -254,6 +254,7 @@ class LaySimplifier:
         doc.spans["abbreviations"] = abbrs
         taken: set[int] = set()
         edits: list[dict] = []
+        starts = sentence_starts(doc)
         ents_at = {(e.start_char, e.end_char): e for e in doc.ents}
         for s in abbrs:
             for t in s:
@@ -270,7 +271,7 @@ class LaySimplifier:
                 if new is None:
                     key = self.vocab.by_term.get(self.vocab.normalize(s._.expansion))
                     new = (self.vocab.lay_term(key) if key else None) or s._.expansion
-                new = _fit_case(new, doc, s)
+                new = _fit_case(new, doc, s, starts)
                 edits.append({"op": "replace", "start": s.start_char, "end": s.end_char, "text": new,
                               "source": "abbreviation"})
                 taken.update(range(s.start_char, s.end_char))
@@ -291,7 +292,7 @@ class LaySimplifier:
             if overlaps:
                 continue
             if jargon and term:
-                new = _fit_case(term, doc, ent)
+                new = _fit_case(term, doc, ent, starts)
                 edits.append({"op": "replace", "start": ent.start_char, "end": ent.end_char, "text": new,
                               "source": "lay term"})
             elif self.elaborate and definition and key not in seen and not any_term and key.startswith("snomed:") \
@@ -315,7 +316,8 @@ class LaySimplifier:
 
         outside = outside_body(doc)
         sents = [(a, b) for a, b in sentence_spans(doc) if outside(a, b) is None]
-        inputs = [apply_edits(doc.text[a:b], [{**e, "start": e["start"] - a, "end": e["end"] - a}
+        text = doc.text
+        inputs = [apply_edits(text[a:b], [{**e, "start": e["start"] - a, "end": e["end"] - a}
                                               for e in edits if a <= e["start"] and e["end"] <= b]) for a, b in sents]
         outputs, warnings = self.rewriter.rewrite(inputs)
         if warnings:
@@ -333,14 +335,25 @@ class LaySimplifier:
             yield from (self._process(d) for d in batch)
 
 
-def _sentence_initial(doc: Doc, span: Span) -> bool:
-    return span.start == 0 or bool(doc[span.start].is_sent_start) or doc[span.start - 1].text in (".", ":", "\n")
+def sentence_starts(doc: Doc) -> set[int]:
+    """Indices of the tokens that start a sentence (read from the SENT_START array once: a
+    token's ``is_sent_start`` walks the whole doc)."""
+    from spacy.attrs import SENT_START
+
+    if not len(doc):
+        return set()
+    arr = doc.to_array([SENT_START])
+    return {0} | {int(i) for i in (arr == 1).nonzero()[0]}
 
 
-def _fit_case(term: str, doc: Doc, span: Span) -> str:
+def _sentence_initial(doc: Doc, span: Span, starts: set[int]) -> bool:
+    return span.start == 0 or span.start in starts or doc[span.start - 1].text in (".", ":", "\n")
+
+
+def _fit_case(term: str, doc: Doc, span: Span, starts: set[int]) -> str:
     """A lay term cased for its place: capitalised at a sentence start, else lower-cased
     (unless it starts with an acronym such as "AFib")."""
-    if _sentence_initial(doc, span):
+    if _sentence_initial(doc, span, starts):
         return term[:1].upper() + term[1:]
     if len(term) > 1 and term[0].isupper() and not term[1].isupper():
         return term[0].lower() + term[1:]
@@ -353,9 +366,10 @@ def _furniture_deletes(doc: Doc) -> list[dict]:
     if not labels or not lines or len(labels) != len(lines):
         return []
     out = []
+    text = doc.text  # built on each access: read it once
     for ln, label in zip(lines, labels):
         if label is not None and label != "body":
-            end = ln["end"] + 1 if ln["end"] < len(doc.text) and doc.text[ln["end"]] == "\n" else ln["end"]
+            end = ln["end"] + 1 if ln["end"] < len(text) and text[ln["end"]] == "\n" else ln["end"]
             out.append({"op": "delete", "start": ln["start"], "end": end, "text": "", "source": f"layout:{label}"})
     return out
 
