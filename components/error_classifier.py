@@ -19,7 +19,6 @@ import json
 import logging
 import random
 import re
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -184,28 +183,14 @@ def train_classifier(notes: Sequence[tuple[Sequence[str], int]], *, base: str, o
                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune a cross-encoder on notes and save it (safetensors) with its threshold."""
     import torch
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
-                                                     CrossEncoderTrainingArguments)
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from medtext.atomic import save_dir_atomically
     from medtext.terminologies.embeddings import resolve_model
+    from medtext.train_cross import fit_cross_encoder
 
     torch.manual_seed(seed)
     rows = training_rows(notes, negatives=negatives, seed=seed, positive_repeat=positive_repeat)
-    model = CrossEncoder(resolve_model(base)[0], num_labels=1, max_length=max_length, device=device or "cpu")
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out.with_name(out.name + ".run")), num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
-        save_strategy="no", logging_steps=100, report_to=[], use_cpu=(device or "cpu") == "cpu",
-        dataloader_num_workers=0, disable_tqdm=True)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
-                                  loss=BinaryCrossEntropyLoss(model))
-    t = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t
-    save_dir_atomically(model.save_pretrained, out)
+    seconds = fit_cross_encoder(rows, base=base, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                                seed=seed, device=device, max_length=max_length, progress=False)
     stats = {"base": resolve_model(base)[1], "notes": len(notes), "pairs": len(rows["label"]),
              "positives": int(sum(rows["label"])), "epochs": epochs, "batch_size": batch_size,
              "learning_rate": lr, "max_length": max_length, "threshold": threshold,

@@ -16,7 +16,6 @@ team's patient-readable rewrite of it.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,19 +55,15 @@ def vanderbilt_senses(path: Path = VANDERBILT) -> dict[str, set[str]]:
 
 
 def _lines(path: Path):
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}", f"not JSON ({e.msg})", "bad_corpus") from None
+    from .jsonl import iter_jsonl
+
+    return iter_jsonl([path], what="a lay gold case", reason="bad_corpus")
 
 
 def read_abbreviations(path: Path = LAY_DIR / "abbreviations.jsonl", split: str | None = None,
                        senses: dict[str, set[str]] | None = None) -> list[AbbrCase]:
     out, ids = [], set()
-    for n, d in _lines(path):
-        where = f"{path}:{n}"
+    for where, d in _lines(path):
         try:
             c = AbbrCase(str(d["id"]), d["text"], int(d["start"]), int(d["end"]), d["abbr"], d["sense"].strip().lower(),
                          d["split"])
@@ -90,8 +85,7 @@ def read_abbreviations(path: Path = LAY_DIR / "abbreviations.jsonl", split: str 
 
 def read_rewrites(path: Path = LAY_DIR / "rewrites.jsonl", split: str | None = None) -> list[Rewrite]:
     out, ids = [], set()
-    for n, d in _lines(path):
-        where = f"{path}:{n}"
+    for where, d in _lines(path):
         try:
             r = Rewrite(str(d["id"]), d["source"], d["lay"], d["split"])
         except (KeyError, TypeError) as e:

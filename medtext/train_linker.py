@@ -144,11 +144,6 @@ def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size
 def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1, batch_size: int = 32,
                         max_queries: int = 6000, negatives: int = 7, team_repeat: int = 3,
                         lr: float = 3e-5, seed: int = 0, device: str | None = None) -> dict[str, Any]:
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
-                                                     CrossEncoderTrainingArguments)
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-
     from medtext.terminologies.embeddings import resolve_model
     from medtext.terminologies.linking import ROUTES, Mention, candidate_text
 
@@ -188,18 +183,10 @@ def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1,
             rows["candidate"].append(candidate_text(c.term, defs.get((c.system, c.code))))
             rows["label"].append(0.0)
     mined_s = time.perf_counter() - t0
-    model = CrossEncoder(resolve_model(base)[0], num_labels=1, device=device or "cpu")
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out.with_name(out.name + ".run")), num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size, learning_rate=lr, warmup_ratio=0.1, seed=seed,
-        save_strategy="no", logging_steps=100, report_to=[], use_cpu=(device or "cpu") == "cpu",
-        dataloader_num_workers=0)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
-                                  loss=BinaryCrossEntropyLoss(model))
-    t1 = time.perf_counter()
-    trainer.train()
-    train_s = time.perf_counter() - t1
-    save_dir_atomically(model.save_pretrained, out)
+    from medtext.train_cross import fit_cross_encoder
+
+    train_s = fit_cross_encoder(rows, base=base, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                                seed=seed, device=device)
     stats = {"base": resolve_model(base)[1], "queries": len(queries), "pairs": len(rows["label"]),
              "team_queries": len(team) * team_repeat, "negatives_per_query": negatives, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": lr, "mining_seconds": round(mined_s, 1),
