@@ -85,11 +85,27 @@ def main() -> None:
         "jargon_with_term_or_definition": len(defined) / len(jargon) if jargon else None,
         "abbreviations_found": sum(len(d.spans["abbreviations"]) for d in docs),
         "unknown_abbreviations": sum(1 for d in docs for s in d.spans["abbreviations"] if s.label_ == "UNKNOWN"),
-        "edits": ops,
+        "edits": ops, "word_frequency": lay.zipf is not None,
         "fk_grade_body": statistics.mean(a for a, _ in pairs), "fk_grade_lay": statistics.mean(b for _, b in pairs),
         "meaning": meaning_preserved(nlp, body, [d._.lay_text for d in docs]),
         "docs_per_s_with_lay": round(len(texts) / with_lay, 1), "docs_per_s_without_lay": round(len(texts) / without, 1),
     }
+    # 2b. lay terms by bi-encoder retrieval for jargon without one (trf extra)
+    try:
+        lay.lay_model = "all-MiniLM-L6-v2"
+        rdocs_ = list(nlp.pipe(texts))
+        jr = [e for d in rdocs_ for e in d.ents if e._.is_jargon]
+        got = [e for e in jr if (e._.lay or {}).get("term")]
+        result["samples"]["retrieval"] = {
+            "model": lay.lay_model, "threshold": lay.lay_threshold, "jargon_entities": len(jr),
+            "jargon_with_lay_term": len(got) / len(jr) if jr else None,
+            "retrieved": sum(1 for e in got if e._.lay.get("source") == "retrieval"),
+            "examples": sorted({(e.text, e._.lay["term"], e._.lay["score"]) for e in got
+                                if e._.lay.get("source") == "retrieval"}, key=lambda x: -x[2])[:25]}
+    except Exception as e:  # noqa: BLE001 - reported, not fatal: the extra may be missing
+        result["samples"]["retrieval"] = {"error": str(e)}
+    finally:
+        lay.lay_model = None
     # 3. rewrites
     rw = read_rewrites()
     # passages, not documents: no layout furniture to remove
@@ -117,6 +133,10 @@ def main() -> None:
           f"{ab['test']['most_frequent_sense_baseline']:>7.3f}")
     print(f"sample notes: {sm['notes']}; jargon entities {sm['jargon_entities']} of {sm['entities']}: "
           f"{sm['jargon_with_lay_term']:.3f} with a lay term, {sm['jargon_with_term_or_definition']:.3f} with a term or definition")
+    rt = sm["retrieval"]
+    if "error" not in rt:
+        print(f"  + lay terms retrieved by {rt['model']} (cosine >= {rt['threshold']}): {rt['retrieved']} more, "
+              f"{rt['jargon_with_lay_term']:.3f} of jargon entities with a lay term")
     print(f"  abbreviations found {sm['abbreviations_found']} (unknown {sm['unknown_abbreviations']}); edits {sm['edits']}")
     print(f"  Flesch-Kincaid grade: body {sm['fk_grade_body']:.1f} -> lay text {sm['fk_grade_lay']:.1f}; "
           f"concepts preserved {sm['meaning']['preserved']:.3f} of {sm['meaning']['concepts']}")

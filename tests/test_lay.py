@@ -97,3 +97,66 @@ def test_gold_sets_load_and_validate(tmp_path):
                                "sense": "made up", "split": "dev"}) + "\n")
     with pytest.raises(InputError, match="is not a Vanderbilt sense"):
         read_abbreviations(bad, senses={"ms": {"multiple sclerosis"}})
+
+
+def test_plain_words_splits_and_document_senses(lay_nlp):
+    from medtext.components.lay import apply_edits
+
+    text = ("The patient was commenced on warfarin prior to discharge; she tolerated it without "
+            "problems and was advised to continue.\nSeen by the MD today. AF noted on ECG, "
+            "consistent with atrial fibrillation.\n")
+    doc = lay_nlp(text)
+    lay = doc._.lay_text
+    assert apply_edits(text, doc._.lay_edits) == lay
+    by_source = {}
+    for e in doc._.lay_edits:
+        by_source.setdefault(e["source"], []).append((text[e["start"]:e["end"]], e["text"]))
+    assert ("commenced", "started") in by_source["plain word"] and ("prior to", "before") in by_source["plain word"]
+    assert "; she" not in lay and ". She coped with it" in lay  # split at the semicolon, next word capitalised
+    md = next(s for s in doc.spans["abbreviations"] if s.text == "MD")
+    assert md._.expansion.lower() != "md"  # a sense that restates the abbreviation is no sense
+    af = next(s for s in doc.spans["abbreviations"] if s.text == "AF")
+    assert af._.expansion == "atrial fibrillation"  # written out in the same note
+    # a list keeps its ", and"; only a long sentence before a new clause is split there
+    doc = lay_nlp("Weakness of the left arm, sensory loss, and balance deficits noted on examination today "
+                  "by the team during the morning ward round with the consultant and registrar present.\n")
+    assert not any(e["source"] == "split" for e in doc._.lay_edits)
+
+
+def test_malformed_lay_table_is_a_clear_error(tmp_path):
+    from medtext.components.lay import read_pairs
+    from medtext.errors import ConfigError
+
+    f = tmp_path / "plain_words.tsv"
+    f.write_text("# comment\napproximately\tabout\nbroken line without tab\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"plain_words.tsv:3"):
+        read_pairs(f)
+    f.write_text("# comment\nApproximately\tabout\n", encoding="utf-8")
+    assert read_pairs(f) == {"approximately": "about"}
+
+
+def test_word_frequency_jargon_and_retrieved_lay_terms(lay_nlp, tmp_path):
+    pytest.importorskip("wordfreq")
+    from medtext.components.lay import apply_edits
+
+    text = "She walked to the shop. Known hemochromatosis, followed in clinic.\n"
+    doc = lay_nlp(text)
+    rare = {t.text for t in doc if t._.is_jargon}
+    assert "hemochromatosis" in rare and not rare & {"walked", "shop", "clinic"}
+    ent = next(e for e in doc.ents if e.text == "hemochromatosis")
+    assert ent._.is_jargon  # a rare word makes jargon even without a lay term
+    # retrieval over the lay vocabulary (a tiny random bi-encoder: plumbing, not quality)
+    from tests.test_linker import _tiny_models
+
+    bi, _ = _tiny_models(tmp_path)
+    lay = lay_nlp.get_pipe("medtext_lay")
+    lay.lay_model, lay.lay_threshold, lay._lay_matrix = bi, -1.0, None
+    try:
+        doc = lay_nlp(text)
+    finally:
+        lay.lay_model, lay.lay_threshold, lay._lay_matrix = None, 0.7, None
+    ent = next(e for e in doc.ents if e.text == "hemochromatosis")
+    if not lay._has_lay(ent):
+        assert ent._.lay["source"] == "retrieval" and ent._.lay["term"] and ent._.lay["concept"]
+        assert any(e["source"] == "retrieved lay term" and e["start"] == ent.end_char for e in doc._.lay_edits)
+    assert apply_edits(text, doc._.lay_edits) == doc._.lay_text
