@@ -42,6 +42,8 @@ def main() -> None:
     lay = nlp.get_pipe("medtext_lay")
     result: dict = {"preset": args.preset}
     # 1. abbreviations
+    own_model, own_margin = lay.sense_model, lay.min_margin
+    lay.sense_model = None
     result["abbreviations"] = {split: abbreviation_accuracy(lay, read_abbreviations(split=split))
                                for split in ("dev", "test")}
     try:  # with the bi-encoder sense model (trf extra)
@@ -51,7 +53,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - reported, not fatal: the extra may be missing
         result["abbreviations_sense_model"] = {"error": str(e)}
     finally:
-        lay.sense_model = None
+        lay.sense_model, lay.min_margin = own_model, own_margin
     # 2. sample notes
     texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "corpora" / "samples").glob("*.txt"))]
     docs = list(nlp.pipe(texts))  # also warms every component up
@@ -91,6 +93,7 @@ def main() -> None:
         "docs_per_s_with_lay": round(len(texts) / with_lay, 1), "docs_per_s_without_lay": round(len(texts) / without, 1),
     }
     # 2b. lay terms by bi-encoder retrieval for jargon without one (trf extra)
+    own_lay_model = lay.lay_model
     try:
         lay.lay_model = "all-MiniLM-L6-v2"
         rdocs_ = list(nlp.pipe(texts))
@@ -105,7 +108,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - reported, not fatal: the extra may be missing
         result["samples"]["retrieval"] = {"error": str(e)}
     finally:
-        lay.lay_model = None
+        lay.lay_model = own_lay_model
     # 3. rewrites
     rw = read_rewrites()
     # passages, not documents: no layout furniture to remove
@@ -129,6 +132,12 @@ def main() -> None:
     sm_ab = result["abbreviations_sense_model"]
     if "error" not in sm_ab:
         print(f"{'  + all-MiniLM-L6-v2 sense model':<44} {sm_ab['dev']['accuracy']:>7.3f} {sm_ab['test']['accuracy']:>7.3f}")
+    for name, res in (("lexical", ab), ("sense model", sm_ab)):
+        if "error" not in res:
+            rw_ = [res[k]["rewritten"] for k in ("dev", "test")]
+            print(f"{'  ' + name + ' at min_margin ' + str(rw_[0]['min_margin']) + ': coverage':<44} "
+                  f"{rw_[0]['coverage']:>7.2f} {rw_[1]['coverage']:>7.2f}")
+            print(f"{'    accuracy on the expanded ones':<44} {rw_[0]['accuracy'] or 0:>7.3f} {rw_[1]['accuracy'] or 0:>7.3f}")
     print(f"{'  most frequent sense':<44} {ab['dev']['most_frequent_sense_baseline']:>7.3f} "
           f"{ab['test']['most_frequent_sense_baseline']:>7.3f}")
     print(f"sample notes: {sm['notes']}; jargon entities {sm['jargon_entities']} of {sm['entities']}: "

@@ -11,7 +11,9 @@ For each document:
   "MRI brain" multiple sclerosis); with ``sense_model`` (a sentence-transformers name, e.g.
   ``all-MiniLM-L6-v2``, trf extra) the cosine between the context and each sense's
   description is added (weight ``sense_weight``). ``span._.senses`` lists the scored candidates. Upper-case
-  short forms not in the inventory are flagged with label ``UNKNOWN`` and no expansion.
+  short forms not in the inventory are flagged with label ``UNKNOWN`` and no expansion. When the
+  best sense beats the next by less than ``min_margin`` the lay text keeps the abbreviation
+  (``span._.expansion`` is still the best guess); the ``patient`` preset sets 1.5.
   A sense written out elsewhere in the note earns ``document_bonus`` ("AF" in a note that says
   "atrial fibrillation"); senses that only restate the abbreviation are never chosen.
 - **Jargon** (``ent._.is_jargon``, ``token._.is_jargon``): an entity whose linked concept has a
@@ -178,7 +180,7 @@ class LaySimplifier:
                  sense_weight: float, rewriter: str | None, device: str, batch_size: int,
                  document_bonus: float = 2.0, plain_words: bool = True, split_sentences: bool = True,
                  lay_tables: str | None = None, word_frequency: bool | None = None, rare_zipf: float = 3.0,
-                 lay_model: str | None = None, lay_threshold: float = 0.7):
+                 lay_model: str | None = None, lay_threshold: float = 0.7, min_margin: float = 0.0):
         from medtext.terminologies.default import default_index_dir
 
         for ext in ("lay_text", "lay_edits"):
@@ -211,6 +213,15 @@ class LaySimplifier:
         self.rare_zipf = rare_zipf
         self.lay_model = lay_model
         self.lay_threshold = lay_threshold
+        self.min_margin = min_margin
+        if sense_model or lay_model:
+            import importlib.util
+
+            if importlib.util.find_spec("sentence_transformers") is None:
+                from medtext.errors import ConfigError
+
+                raise ConfigError("medtext_lay: sense_model / lay_model need the transformer stack: pip install "
+                                  "'medtext[trf]' (or set them to null for lexical sense choice)")
         self._lay_matrix = None
         self.device = device
         self._sense_vectors: dict[str, object] = {}
@@ -321,6 +332,9 @@ class LaySimplifier:
         for s in abbrs:
             for t in s:
                 t._.is_jargon = True
+            senses = s._.senses or []
+            if s._.expansion and len(senses) > 1 and senses[0][1] - senses[1][1] < self.min_margin:
+                continue  # too close to call: the lay text keeps the abbreviation (expansion = best guess)
             if s._.expansion:
                 form = s.text.lower().rstrip(".").replace(".", "") if "/" not in s.text else s.text.lower()
                 new = LAY_FORMS.get(form)
@@ -647,16 +661,17 @@ def _vocabulary(path: str) -> LayVocabulary:
                     "prior_weight": 0.5, "concept_bonus": 1.0, "sense_model": None, "sense_weight": 8.0,
                     "rewriter": None, "device": "cpu", "batch_size": 16, "document_bonus": 2.0,
                     "plain_words": True, "split_sentences": True, "lay_tables": None, "word_frequency": None,
-                    "rare_zipf": 3.0, "lay_model": None, "lay_threshold": 0.7},
+                    "rare_zipf": 3.0, "lay_model": None, "lay_threshold": 0.7, "min_margin": 0.0},
 )
 def make_lay(nlp: Language, name: str, index: str | None, abbreviations: bool, elaborate: bool,
              context_words: int, prior_weight: float, concept_bonus: float, sense_model: str | None,
              sense_weight: float, rewriter: str | None, device: str, batch_size: int, document_bonus: float,
              plain_words: bool, split_sentences: bool, lay_tables: str | None, word_frequency: bool | None,
-             rare_zipf: float, lay_model: str | None, lay_threshold: float) -> LaySimplifier:
+             rare_zipf: float, lay_model: str | None, lay_threshold: float, min_margin: float) -> LaySimplifier:
     return LaySimplifier(nlp, name, index=index, abbreviations=abbreviations, elaborate=elaborate,
                          context_words=context_words, prior_weight=prior_weight, concept_bonus=concept_bonus,
                          sense_model=sense_model, sense_weight=sense_weight, rewriter=rewriter, device=device,
                          batch_size=batch_size, document_bonus=document_bonus, plain_words=plain_words,
                          split_sentences=split_sentences, lay_tables=lay_tables, word_frequency=word_frequency,
-                         rare_zipf=rare_zipf, lay_model=lay_model, lay_threshold=lay_threshold)
+                         rare_zipf=rare_zipf, lay_model=lay_model, lay_threshold=lay_threshold,
+                         min_margin=min_margin)

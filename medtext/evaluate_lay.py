@@ -94,19 +94,25 @@ def same_sense(vocab, a: str | None, b: str) -> bool:
 
 def abbreviation_accuracy(lay, cases) -> dict[str, Any]:
     """Sense accuracy of ``medtext_lay``'s sense choice on gold cases (with the frequency-prior
-    baseline: the inventory's most frequent sense). Senses count as equal per :func:`same_sense`."""
+    baseline: the inventory's most frequent sense). Senses count as equal per :func:`same_sense`.
+    ``rewritten``: the share of cases whose sense margin reaches the component's ``min_margin``
+    (those the lay text expands) and the accuracy on them."""
     hits = prior_hits = 0
+    confident: list[bool] = []
+    margin = getattr(lay, "min_margin", 0.0)
     by_abbr: dict[str, list[int]] = {}
     wrong = []
     for c in cases:
         a, b = max(0, c.start - 6 * lay.context_words), c.end + 6 * lay.context_words
         marked = c.text[a:c.start] + "[" + c.abbr + "]" + c.text[c.end:b]
-        scored = lay.choose_sense(c.abbr, c.text[a:b], marked)
+        scored = lay.choose_sense(c.abbr, c.text[a:b], marked, c.text.lower())
         got = scored[0][0].lower() if scored else None
         senses = lay.vocab.abbreviations.get(c.abbr.lower().rstrip("."), {}) or \
             lay.vocab.abbreviations.get(c.abbr.lower().replace(".", ""), {})
         prior = max(senses, key=senses.get).lower() if senses else None
         ok = same_sense(lay.vocab, got, c.sense)
+        if len(scored) < 2 or scored[0][1] - scored[1][1] >= margin:
+            confident.append(ok)
         hits += ok
         prior_hits += same_sense(lay.vocab, prior, c.sense)
         by_abbr.setdefault(c.abbr.lower().rstrip("."), []).append(ok)
@@ -114,7 +120,10 @@ def abbreviation_accuracy(lay, cases) -> dict[str, Any]:
             wrong.append({"id": c.id, "abbr": c.abbr, "gold": c.sense, "got": got})
     n = len(cases)
     return {"cases": n, "accuracy": hits / n if n else 0.0, "most_frequent_sense_baseline": prior_hits / n if n else 0.0,
-            "abbreviations": len(by_abbr), "wrong": wrong}
+            "abbreviations": len(by_abbr),
+            "rewritten": {"min_margin": margin, "coverage": len(confident) / n if n else 0.0,
+                          "accuracy": sum(confident) / len(confident) if confident else None},
+            "wrong": wrong}
 
 
 def concepts(doc) -> set[str]:
