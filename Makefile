@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout train-relations train-errors
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout train-relations train-errors screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,20 @@ test-fast: install-trf
 # Re-render the sample PDFs (deterministic; the committed ones are the output of this).
 pdfs: install
 	$(BIN)/python -m medtext.corpora.render_pdfs
+
+# The README's viewer screenshots (docs/img/): the patient preset over the samples, the radiology
+# preset over the chest X-rays and CTs, `medtext render`-style pages shot in headless Chromium
+# (Debian: apt-get install chromium).
+RADGRAPH := $(MEDTEXT_HOME)/models/radgraph/meta.json
+$(RADGRAPH): | $(VENV)/.installed-$(EXTRAS)
+	$(BIN)/medtext train relations
+
+screenshots: install-trf $(TERM_INDEX) $(RADGRAPH)
+	$(BIN)/medtext run corpora/samples -o out/screens/patient --preset patient --overwrite -q
+	$(BIN)/medtext run $(wildcard corpora/samples/cxr_*.txt corpora/samples/ct_*.txt) -o out/screens/radiology \
+		--preset radiology --overwrite -q
+	$(BIN)/python scripts/screenshots.py --records out/screens/patient/records.jsonl \
+		--radiology-records out/screens/radiology/records.jsonl --out-dir docs/img
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "process", "to_record", "__version__"]
+__all__ = ["load", "process", "to_record", "to_frame", "__version__"]
 
 
 def __getattr__(name: str):
@@ -21,4 +21,8 @@ def __getattr__(name: str):
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "to_frame":
+        from .frames import to_frame
+
+        return to_frame
     raise AttributeError(f"module 'medtext' has no attribute {name!r}")

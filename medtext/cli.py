@@ -37,6 +37,9 @@ class Format(str, Enum):
     jsonl = "jsonl"
     parquet = "parquet"
     csv = "csv"
+    fhir = "fhir"
+    brat = "brat"
+    spacy = "spacy"
 
 
 def _fail(message: str, code: int) -> None:
@@ -352,6 +355,81 @@ def export(
     except OSError as e:
         _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
     typer.echo(f"saved {preset} ({', '.join(nlp.pipe_names)}) to {output}")
+
+
+def _read_records(source: Path):
+    """Records from a records.jsonl, a `medtext run` folder or a BRAT folder, validated."""
+    from .records import validate_record
+
+    if source.is_dir() and not (source / "records.jsonl").exists() and any(source.glob("*.ann")):
+        from .corpora.brat import read_brat
+
+        yield from read_brat(source)
+        return
+    from .frames import _records
+
+    for rec in _records(source):
+        validate_record(rec)
+        yield rec
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., metavar="INPUT", help="records.jsonl, the -o folder of a JSONL `medtext "
+                                  "run`, or a BRAT folder (.txt + .ann, e.g. corrected in brat)"),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (created if missing)"),
+    to: Format = typer.Option(..., "--to", help="Output format (fhir: one R4 Bundle per document; brat: "
+                              ".txt/.ann for annotation tools; spacy: a DocBin for `spacy train`)"),
+) -> None:
+    """Convert records to another format (e.g. JSONL -> FHIR, BRAT -> JSONL, JSONL -> spaCy DocBin)."""
+    from itertools import islice
+
+    from .errors import InputError, MedtextError
+    from .records.writers import get_writer
+
+    if not source.exists():
+        _fail(f"{source} does not exist", EXIT_USAGE)
+    records = _read_records(source)
+
+    def batches():
+        while True:
+            batch = list(islice(records, 256))
+            if not batch:
+                return
+            yield batch
+
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        paths = get_writer(to.value, output).write(batches())
+    except InputError as e:
+        _fail(str(e), EXIT_USAGE)
+    except MedtextError as e:
+        _fail(str(e), EXIT_USAGE)
+    except OSError as e:
+        _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
+    typer.echo(f"wrote {len(paths)} file(s) to {output}")
+
+
+@app.command()
+def render(
+    source: Path = typer.Argument(..., metavar="INPUT", help="records.jsonl or the -o folder of a JSONL "
+                                  "`medtext run` (its errors.jsonl failures are listed too)"),
+    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write (self-contained, works offline)"),
+    title: str = typer.Option("medtext report", help="Page title"),
+    max_docs: Optional[int] = typer.Option(None, min=1, help="Render at most N documents (all are counted)"),
+) -> None:
+    """Write a self-contained HTML report: layout shading, entities by label, assertion badges,
+    codes on hover, relation arcs, error findings and the lay version side by side."""
+    from .errors import MedtextError
+    from .render import render_records_file
+
+    try:
+        path = render_records_file(source, output, title=title, max_docs=max_docs)
+    except MedtextError as e:
+        _fail(str(e), EXIT_USAGE)
+    except OSError as e:
+        _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

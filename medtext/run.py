@@ -122,6 +122,10 @@ def run(inputs: Iterable[Path], out_dir: Path, *, fmt: str = "jsonl", preset: st
     from .records.writers import get_writer
 
     writer = get_writer(fmt, out_dir)
+    if fmt == "brat" and not include_text:
+        from .errors import ConfigError
+
+        raise ConfigError("--format brat needs the note text next to the annotations: drop --no-text")
     check_writable(out_dir)
     journal = RunJournal(out_dir)
     if journal.exists() and not (resume or overwrite):
@@ -238,7 +242,7 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
     summary.previous_records = n_records - summary.records
     summary.previous_failures = n_errors - summary.failures
     atomic_write_text(out_dir / "summary.json", json.dumps({
-        "format": fmt, "preset": preset, "outputs": [str(p.relative_to(out_dir)) for p in writer.paths],
+        "format": fmt, "preset": preset, "outputs": _outputs(writer.paths, out_dir),
         "this_run": {"inputs": summary.inputs_seen, "records": summary.records,
                      "failures": summary.failures, "failure_reasons": summary.failure_reasons,
                      "entities": summary.entities, "errors_found": summary.errors_found,
@@ -253,6 +257,15 @@ def _finalize(journal: RunJournal, writer, out_dir: Path, summary: RunSummary, f
                      "entities_by_assertion": _by_count(assertions),
                      "lines_by_layout": _by_count(layout)},
     }, indent=2) + "\n")
+
+
+def _outputs(paths: list[Path], out_dir: Path) -> list[str]:
+    """What a writer wrote, relative to ``out_dir``; writers with a file per record (FHIR,
+    BRAT) are summarised by their folder."""
+    rel = [str(p.relative_to(out_dir)) for p in paths]
+    if len(rel) <= 20:
+        return rel
+    return sorted({r.split("/", 1)[0] + "/" if "/" in r else r for r in rel})
 
 
 def _by_count(counts: dict[str, int]) -> dict[str, int]:

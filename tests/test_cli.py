@@ -59,7 +59,9 @@ def test_pdf_samples_have_pages_and_geometry(samples, tmp_path):
     assert any(r["pages"] >= 2 for r in _read_jsonl(out / "records.jsonl"))
 
 
-@pytest.mark.parametrize("fmt,expect", [("parquet", "parquet/entities.parquet"), ("csv", "csv/documents.csv")])
+@pytest.mark.parametrize("fmt,expect", [("parquet", "parquet/entities.parquet"), ("csv", "csv/documents.csv"),
+                                        ("fhir", "fhir/index.jsonl"), ("brat", "brat/cxr_01.ann"),
+                                        ("spacy", "docs.spacy")])
 def test_formats(samples, tmp_path, fmt, expect):
     out = tmp_path / "out"
     res = _run(str(samples / "cxr_01.txt"), "-o", str(out), "--format", fmt)

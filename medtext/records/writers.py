@@ -1,4 +1,5 @@
-"""Record writers: JSONL (one record a line), Parquet and CSV tables. Every output is atomic.
+"""Record writers: JSONL (one record a line), Parquet and CSV tables, FHIR R4 Bundles, BRAT
+standoff and a spaCy DocBin. Every output is atomic.
 
 Each writer takes an iterable of record *batches* (lists of dicts), so memory stays bounded by one
 batch whatever the size of the run.
@@ -101,8 +102,44 @@ class CsvRecordWriter(RecordWriter):
         return self.paths
 
 
-WRITERS: dict[str, type[RecordWriter]] = {
-    w.format: w for w in (JsonlRecordWriter, ParquetRecordWriter, CsvRecordWriter)}
+class BratRecordWriter(RecordWriter):
+    """BRAT standoff under ``OUT/brat/``: ``<name>.txt`` + ``<name>.ann`` per record, with
+    ``annotation.conf`` and ``visual.conf`` (``medtext.corpora.brat``). Needs the note text."""
+
+    format = "brat"
+
+    def write(self, batches):
+        from ..corpora.brat import write_brat
+
+        self.paths = write_brat((rec for batch in batches for rec in batch), self.out_dir / "brat")
+        return self.paths
+
+
+class DocBinRecordWriter(RecordWriter):
+    """A spaCy ``DocBin`` (``OUT/docs.spacy``): entities as ``doc.ents`` (non-overlapping) and
+    ``doc.spans["entities"]``, sentences, sections, layout, and the record's assertions, codes
+    and relations in ``doc.user_data["medtext"]`` — training data for ``spacy train``."""
+
+    format = "spacy"
+
+    def write(self, batches):
+        from ..corpora.brat import records_to_docbin
+
+        target = self.out_dir / "docs.spacy"
+        records_to_docbin((rec for batch in batches for rec in batch), target)
+        self.paths = [target]
+        return self.paths
+
+
+def _fhir_writer() -> type[RecordWriter]:
+    from .fhir import FhirRecordWriter  # fhir.py imports RecordWriter from here: import it late
+
+    return FhirRecordWriter
+
+
+WRITERS: dict[str, type[RecordWriter] | object] = {
+    "jsonl": JsonlRecordWriter, "parquet": ParquetRecordWriter, "csv": CsvRecordWriter, "fhir": _fhir_writer,
+    "brat": BratRecordWriter, "spacy": DocBinRecordWriter}
 
 
 def get_writer(fmt: str, out_dir: str | Path) -> RecordWriter:
@@ -110,4 +147,7 @@ def get_writer(fmt: str, out_dir: str | Path) -> RecordWriter:
 
     if fmt not in WRITERS:
         raise ConfigError(f"unknown output format {fmt!r}; choose one of: {', '.join(WRITERS)}")
-    return WRITERS[fmt](out_dir)
+    cls = WRITERS[fmt]
+    if not isinstance(cls, type):
+        cls = cls()
+    return cls(out_dir)
