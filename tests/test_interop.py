@@ -16,7 +16,7 @@ from medtext.records import SCHEMA_VERSION, upgrade_record, validate_record
 runner = CliRunner()
 
 NOTES = [("n1", "HPI: 70 yo F with cough and fever. No chest pain. Started amoxicillin 500 mg PO TID.\n"),
-         ("n2", "Assessment: Atrial fibrillation. Mother had breast cancer.\n")]
+         ("n2", "Assessment: Atrial fibrillation. Type 2 diabetes mellitus. Mother had breast cancer.\n")]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,11 @@ def test_convert_between_formats(records, tmp_path):
     refuted = [e["resource"] for e in b1["entry"] if e["resource"]["resourceType"] == "Condition"
                and e["resource"]["verificationStatus"]["coding"][0]["code"] == "refuted"]
     assert [c["code"]["text"] for c in refuted] == ["chest pain"]
+    b2 = json.loads((tmp_path / "fhir" / "fhir" / index[1]["file"]).read_text())
+    htn = next(e["resource"] for e in b2["entry"] if e["resource"]["resourceType"] == "Condition"
+               and e["resource"]["code"]["text"] == "Type 2 diabetes mellitus")  # SNOMED CT + ICD-10-CM cross-map
+    systems = [c["system"] for c in htn["code"]["coding"]]
+    assert systems[0] == "http://snomed.info/sct" and "http://hl7.org/fhir/sid/icd-10-cm" in systems
     # records -> BRAT -> records is lossless for entities and assertions
     res = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "b"), "--to", "brat"])
     assert res.exit_code == 0, res.output

@@ -132,9 +132,24 @@ class DocBinRecordWriter(RecordWriter):
 
 
 def _fhir_writer() -> type[RecordWriter]:
-    from .fhir import FhirRecordWriter  # fhir.py imports RecordWriter from here: import it late
+    from .fhir import FhirRecordWriter, index_crossmap  # fhir.py imports RecordWriter from here
 
-    return FhirRecordWriter
+    class IndexFhirRecordWriter(FhirRecordWriter):
+        """FHIR bundles whose codings add the default terminology index's cross-maps (SNOMED CT
+        -> ICD-10-CM) when that index is built."""
+
+        def __init__(self, out_dir):
+            from ..terminologies.default import default_index_dir
+
+            crossmap = None
+            where = default_index_dir()
+            if (where / "metadata.json").exists():
+                from ..terminologies.index import ConceptIndex
+
+                crossmap = index_crossmap(ConceptIndex.load(where))
+            super().__init__(out_dir, crossmap=crossmap)
+
+    return IndexFhirRecordWriter
 
 
 WRITERS: dict[str, type[RecordWriter] | object] = {
