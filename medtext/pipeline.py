@@ -226,8 +226,54 @@ def _worker_init(preset: str, overrides: dict, max_length: int, device: str) -> 
 
 
 def _worker_run(documents: list[Document], batch_size: int, include_text: bool) -> list[Result]:
+    import os
+
+    marker = os.environ.get("MEDTEXT_FAULT_INJECT_CRASH")  # tests: a worker dies on this text
+    if marker and any(marker in d.text for d in documents):
+        os._exit(70)
     return process_documents(_WORKER["nlp"], documents, batch_size=batch_size,
                              include_text=include_text)
+
+
+class _WorkerPool:
+    """Worker processes that survive a crash: when a worker dies (killed for memory, a crash in
+    native code), the pool is restarted, the chunk that was running is re-run one document per
+    task, and the document that kills a worker again becomes a ``worker_crash`` failure; every
+    other document still gets its record."""
+
+    def __init__(self, n_process: int, initargs: tuple, batch_size: int, include_text: bool):
+        self.n, self.initargs = n_process, initargs
+        self.batch_size, self.include_text = batch_size, include_text
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.n, initializer=_worker_init, initargs=self.initargs)
+
+    def restart(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._start()
+
+    def submit(self, docs: list[Document]):
+        return self.pool.submit(_worker_run, docs, self.batch_size, self.include_text)
+
+    def isolate(self, docs: list[Document]) -> list[Result]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        out = []
+        for d in docs:
+            try:
+                out.extend(self.submit([d]).result())
+            except BrokenProcessPool:
+                log.warning("a worker process died on document %s; restarting the workers", d.doc_id)
+                self.restart()
+                out.append(Result(failure=InputFailure(
+                    d.doc_id, d.source, "worker_crash",
+                    f"{d.source.get('path') or d.doc_id}: the worker process died on this document "
+                    "(killed for memory or a crash in native code); the other documents were processed")))
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def iter_results(items: Iterable[Document | InputFailure], *, nlp=None, preset: str = "default",
@@ -248,16 +294,18 @@ def iter_results(items: Iterable[Document | InputFailure], *, nlp=None, preset: 
             yield from _run_chunk(chunk, lambda docs: process_documents(
                 nlp, docs, batch_size=batch_size, include_text=include_text))
         return
-    with ProcessPoolExecutor(n_process, initializer=_worker_init,
-                             initargs=(preset, overrides, max_length, device)) as pool:
-        pending = []
+    workers = _WorkerPool(n_process, (preset, overrides, max_length, device), batch_size, include_text)
+    try:
+        pending: list = []
         for chunk in _chunks(items, chunk_size):
             docs = [d for d in chunk if isinstance(d, Document)]
-            pending.append((chunk, pool.submit(_worker_run, docs, batch_size, include_text)))
+            pending.append([chunk, docs, workers.submit(docs)])
             while len(pending) > 2 * n_process:
-                yield from _merge(*pending.pop(0))
+                yield from _merge(pending, workers)
         while pending:
-            yield from _merge(*pending.pop(0))
+            yield from _merge(pending, workers)
+    finally:
+        workers.close()
 
 
 def _chunks(items, size):
@@ -278,8 +326,20 @@ def _run_chunk(chunk, fn):
         yield next(done) if isinstance(it, Document) else Result(failure=it)
 
 
-def _merge(chunk, future):
-    done = iter(future.result())
+def _merge(pending: list, workers: _WorkerPool):
+    """Results of the oldest pending chunk; after a worker crash its documents are re-run one by
+    one and the chunks queued behind it are submitted again to the restarted workers."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunk, docs, future = pending.pop(0)
+    try:
+        results = future.result()
+    except BrokenProcessPool:
+        workers.restart()
+        results = workers.isolate(docs)
+        for item in pending:
+            item[2] = workers.submit(item[1])
+    done = iter(results)
     for it in chunk:
         yield next(done) if isinstance(it, Document) else Result(failure=it)
 

@@ -147,6 +147,21 @@ def test_n_process_matches_single_process(samples, tmp_path):
     assert a == b and len(a) == len(inputs)
 
 
+def test_worker_crash_loses_only_that_document(tmp_path, monkeypatch):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(6):
+        text = "CRASH-THIS-WORKER here." if i == 3 else f"Note {i}: no fever, mild cough."
+        (notes / f"n{i}.txt").write_text(text + "\n", encoding="utf-8")
+    monkeypatch.setenv("MEDTEXT_FAULT_INJECT_CRASH", "CRASH-THIS-WORKER")
+    res = _run(str(notes), "-o", str(tmp_path / "out"), "--n-process", "2", "--chunk-size", "2")
+    assert res.exit_code == 1, res.output
+    records = _read_jsonl(tmp_path / "out" / "records.jsonl")
+    errors = _read_jsonl(tmp_path / "out" / "errors.jsonl")
+    assert [r["doc_id"] for r in records] == ["n0.txt", "n1.txt", "n2.txt", "n4.txt", "n5.txt"]
+    assert [(e["doc_id"], e["reason"]) for e in errors] == [("n3.txt", "worker_crash")]
+
+
 def test_console_script_and_info():
     exe = Path(sys.executable).parent / "medtext"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "medtext"]
