@@ -7,6 +7,7 @@ Exit codes: 0 every input gave a record; 1 the run finished but some inputs are 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -357,6 +358,19 @@ def export(
     typer.echo(f"saved {preset} ({', '.join(nlp.pipe_names)}) to {output}")
 
 
+@contextmanager
+def _writing(output: Path):
+    """Exit 2 with the message of a medtext error (bad input, schema), 3 when OUTPUT cannot be written."""
+    from .errors import MedtextError
+
+    try:
+        yield
+    except MedtextError as e:
+        _fail(str(e), EXIT_USAGE)
+    except OSError as e:
+        _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
+
+
 def _read_records(source: Path):
     """Records from a records.jsonl, a `medtext run` folder or a BRAT folder, validated."""
     from .records import validate_record
@@ -384,7 +398,6 @@ def convert(
     """Convert records to another format (e.g. JSONL -> FHIR, BRAT -> JSONL, JSONL -> spaCy DocBin)."""
     from itertools import islice
 
-    from .errors import InputError, MedtextError
     from .records.writers import get_writer
 
     if not source.exists():
@@ -398,15 +411,9 @@ def convert(
                 return
             yield batch
 
-    try:
+    with _writing(output):
         output.mkdir(parents=True, exist_ok=True)
         paths = get_writer(to.value, output).write(batches())
-    except InputError as e:
-        _fail(str(e), EXIT_USAGE)
-    except MedtextError as e:
-        _fail(str(e), EXIT_USAGE)
-    except OSError as e:
-        _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
     typer.echo(f"wrote {len(paths)} file(s) to {output}")
 
 
@@ -420,15 +427,10 @@ def render(
 ) -> None:
     """Write a self-contained HTML report: layout shading, entities by label, assertion badges,
     codes on hover, relation arcs, error findings and the lay version side by side."""
-    from .errors import MedtextError
     from .render import render_records_file
 
-    try:
+    with _writing(output):
         path = render_records_file(source, output, title=title, max_docs=max_docs)
-    except MedtextError as e:
-        _fail(str(e), EXIT_USAGE)
-    except OSError as e:
-        _fail(f"cannot write {output}: {e}", EXIT_OUTPUT)
     typer.echo(f"wrote {path}")
 
 
