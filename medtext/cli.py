@@ -43,6 +43,37 @@ class Format(str, Enum):
     spacy = "spacy"
 
 
+class Backend(str, Enum):
+    local = "local"
+    spark = "spark"
+
+
+def _run_spark(inputs, output, *, fmt, preset, batch_size, n_process, device, resume, overwrite, limit,
+               id_field, text_field, include_text, master, partitions) -> None:
+    from .errors import ConfigError, OutputError
+
+    bad = [name for name, off in (("--format", fmt == Format.jsonl), ("--n-process", n_process == 1),
+                                  ("--resume", not resume), ("--limit", limit is None)) if not off]
+    if bad:
+        _fail(f"{', '.join(bad)} do not apply to --backend spark (it writes partitioned Parquet; Spark "
+              "schedules the work and retries failed tasks)", EXIT_USAGE)
+    try:
+        from .spark import run_spark
+
+        summary = run_spark(inputs, output, preset=preset, id_field=id_field, text_field=text_field,
+                            master=master, batch_size=batch_size, overwrite=overwrite,
+                            include_text=include_text, partitions=partitions, device=device)
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+    except OutputError as e:
+        _fail(str(e), EXIT_OUTPUT)
+    typer.echo(f"{summary['documents']} records, {summary['failed']} failed inputs, {summary['entities']} "
+               f"entities in {summary['seconds']:.1f} s (spark, {summary['master']}) -> {output}")
+    if summary["failed"]:
+        typer.echo(f"failed inputs are in {output / 'errors'} (Parquet)")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 def _fail(message: str, code: int) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -65,9 +96,21 @@ def run(
     include_text: bool = typer.Option(True, "--text/--no-text", help="Copy the note text into records"),
     chunk_size: int = typer.Option(256, min=1, help="Documents per committed journal part"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar"),
+    backend: Backend = typer.Option(Backend.local, help="local (this machine, --n-process workers) or spark "
+                                    "(Apache Spark; writes OUT/parquet/<table>/ partitions; medtext[spark])"),
+    master: Optional[str] = typer.Option(None, help="Spark master (spark backend; default: the active "
+                                         "session, else local[*])"),
+    partitions: Optional[int] = typer.Option(None, min=1, help="Spark tasks to spread the documents over "
+                                             "(spark backend; default two per core)"),
 ) -> None:
     """Process notes into records under OUT (records + errors.jsonl + summary.json)."""
     import time
+
+    if backend == Backend.spark:
+        _run_spark(inputs, output, fmt=fmt, preset=preset, batch_size=batch_size, n_process=n_process,
+                   device=device, resume=resume, overwrite=overwrite, limit=limit, id_field=id_field,
+                   text_field=text_field, include_text=include_text, master=master, partitions=partitions)
+        return
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
