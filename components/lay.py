@@ -225,6 +225,7 @@ class LaySimplifier:
         self._lay_matrix = None
         self.device = device
         self._sense_vectors: dict[str, object] = {}
+        self._context_vectors: dict[str, object] = {}
         self.batch_size = batch_size
         self.stop = set(nlp.Defaults.stop_words)
         self.rewriter = None
@@ -241,8 +242,7 @@ class LaySimplifier:
         same text with the abbreviation in brackets, for the sense model; ``document``: the
         whole note in lower case, where a sense written out in full earns ``document_bonus``).
         Senses that only restate the abbreviation ("MD" -> "md") are not candidates."""
-        senses = self.vocab.abbreviations.get(abbr.lower().rstrip("."), {}) or \
-            self.vocab.abbreviations.get(abbr.lower().replace(".", ""), {})
+        senses = self._senses(abbr)
         bare = re.sub(r"[^a-z0-9]", "", abbr.lower())
         senses = {k: v for k, v in senses.items() if re.sub(r"[^a-z0-9]", "", k.lower()) != bare}
         ctx = _stems(context, self.stop)
@@ -273,7 +273,9 @@ class LaySimplifier:
                 texts.append(s + (f": {d}" if d else ""))
             for s, v in zip(todo, model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)):
                 self._sense_vectors[s] = v
-        c = model.encode([context], normalize_embeddings=True, convert_to_numpy=True)[0]
+        c = self._context_vectors.get(context)
+        if c is None:
+            c = model.encode([context], normalize_embeddings=True, convert_to_numpy=True)[0]
         return {s: float(self._sense_vectors[s] @ c) for s in senses}
 
     def _abbreviation_spans(self, doc: Doc) -> list[Span]:
@@ -281,7 +283,7 @@ class LaySimplifier:
         lowered = text.lower()
         letters = [c for c in text if c.isalpha()]
         all_caps = bool(letters) and sum(c.isupper() for c in letters) / len(letters) > 0.8
-        spans = []
+        found = []  # (span, bare, context, marked) for known forms; context None for unknown ones
         for m in _CANDIDATE.finditer(text):
             word = m.group(1)
             bare = word.rstrip(".")
@@ -301,21 +303,45 @@ class LaySimplifier:
                 continue
             if known:
                 a, b = max(0, m.start() - 6 * self.context_words), m.end() + 6 * self.context_words
-                words = text[a:b]
                 marked = text[a:m.start(1)] + "[" + bare + "]" + text[m.start(1) + len(bare):b]
-                scored = self.choose_sense(bare, words, marked, lowered)
+                found.append((span, bare, text[a:b], marked))
+            elif not all_caps and 2 <= len(bare) <= 5 and bare.isalpha() and bare.isupper() and \
+                    self.vocab.normalize(bare) not in self.vocab.by_term:
+                found.append((span, bare, None, None))
+        if self.sense_model:  # one batched encode of every ambiguous context of the note
+            self._encode_contexts([marked for _, bare, ctx, marked in found
+                                   if ctx is not None and len(self._senses(bare)) > 1])
+        spans = []
+        try:
+            for span, bare, context, marked in found:
+                if context is None:
+                    spans.append(Span(doc, span.start, span.end, label="UNKNOWN"))
+                    continue
+                scored = self.choose_sense(bare, context, marked, lowered)
                 if not scored:
                     continue
                 sp = Span(doc, span.start, span.end, label="ABBR")
                 sp._.senses = [(s, round(v, 3)) for s, v in scored[:5]]
                 sp._.expansion = scored[0][0]
-            elif not all_caps and 2 <= len(bare) <= 5 and bare.isalpha() and bare.isupper() and \
-                    self.vocab.normalize(bare) not in self.vocab.by_term:
-                sp = Span(doc, span.start, span.end, label="UNKNOWN")
-            else:
-                continue
-            spans.append(sp)
+                spans.append(sp)
+        finally:
+            self._context_vectors.clear()
         return spans
+
+    def _senses(self, abbr: str) -> dict[str, float]:
+        return self.vocab.abbreviations.get(abbr.lower().rstrip("."), {}) or \
+            self.vocab.abbreviations.get(abbr.lower().replace(".", ""), {})
+
+    def _encode_contexts(self, contexts: list[str]) -> None:
+        """Sense-model vectors of ``contexts`` in one batch (read by :meth:`_similarities`)."""
+        if not contexts:
+            return
+        from medtext.terminologies.embeddings import load_model
+
+        model = load_model(self.sense_model, device=self.device)
+        todo = list(dict.fromkeys(c for c in contexts if c not in self._context_vectors))
+        vecs = model.encode(todo, batch_size=self.batch_size * 4, normalize_embeddings=True, convert_to_numpy=True)
+        self._context_vectors.update(zip(todo, vecs))
 
     # --- the document ------------------------------------------------------------------------
     def _process(self, doc: Doc) -> Doc:

@@ -160,3 +160,27 @@ def test_word_frequency_jargon_and_retrieved_lay_terms(lay_nlp, tmp_path):
         assert ent._.lay["source"] == "retrieval" and ent._.lay["term"] and ent._.lay["concept"]
         assert any(e["source"] == "retrieved lay term" and e["start"] == ent.end_char for e in doc._.lay_edits)
     assert apply_edits(text, doc._.lay_edits) == doc._.lay_text
+
+
+def test_sense_model_batches_contexts_and_agrees_with_single_calls(lay_nlp, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from tests.test_linker import _tiny_models
+
+    bi, _ = _tiny_models(tmp_path, seed=2)
+    lay = lay_nlp.get_pipe("medtext_lay")
+    text = "Seen for MS relapse, MRI brain today.\nMurmur noted; known MS on echo, valve area small.\nPT today.\n"
+    lay.sense_model = bi
+    try:
+        doc = lay_nlp(text)
+        assert lay._context_vectors == {}  # per-note batch cache emptied
+        for s in doc.spans["abbreviations"]:
+            if s.label_ != "ABBR" or len(s._.senses) < 2:
+                continue
+            a = max(0, s.start_char - 6 * lay.context_words)
+            b = s.end_char + 6 * lay.context_words
+            marked = text[a:s.start_char] + "[" + s.text + "]" + text[s.end_char:b]
+            single = lay.choose_sense(s.text, text[a:b], marked, text.lower())  # encodes alone
+            assert single[0][0] == s._.expansion
+            assert abs(round(single[0][1], 3) - s._.senses[0][1]) < 1e-2
+    finally:
+        lay.sense_model = None
