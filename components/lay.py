@@ -542,9 +542,8 @@ class LaySimplifier:
                     out.append({"op": "replace", "start": j, "end": k, "text": ". ", "source": "split"})
                 elif not _overlaps(busy, k, k + 1):
                     word = "And" if m.group(1) == ", and" else "But" if m.group(1) == ", but" else None
-                    joint = ". " + (word + " " if word else "")
-                    out.append({"op": "replace", "start": j, "end": k + 1, "text": joint + text[k].upper(),
-                                "source": "split"})
+                    joint = ". " + (word + " " + text[k] if word else text[k].upper())
+                    out.append({"op": "replace", "start": j, "end": k + 1, "text": joint, "source": "split"})
                 else:
                     continue
                 prev = m.end()

@@ -184,3 +184,10 @@ def test_sense_model_batches_contexts_and_agrees_with_single_calls(lay_nlp, tmp_
             assert abs(round(single[0][1], 3) - s._.senses[0][1]) < 1e-2
     finally:
         lay.sense_model = None
+
+
+def test_split_before_a_clause_keeps_the_next_word_lower_case(lay_nlp):
+    text = ("She checks her sugars three times a week at home before meals and before bed, and she has "
+            "had no readings below seventy since the dose of her tablets was changed last month.\n")
+    doc = lay_nlp(text)
+    assert ". And she has had no readings" in doc._.lay_text
