@@ -23,9 +23,10 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml requirements/constraints.txt | $(BI
 
 install: $(VENV)/.installed-$(EXTRAS)
 
-# The full transformer stack (torch CPU wheel 2.13.0, spacy-transformers, sentence-transformers).
+# The full transformer stack (torch CPU wheel 2.13.0, spacy-transformers, sentence-transformers)
+# and pyspark (the Spark backend's tests).
 install-trf:
-	$(MAKE) install EXTRAS=dev,trf
+	$(MAKE) install EXTRAS=dev,trf,spark
 
 # The default preset's terminology matcher needs the default index (built offline in ~10 s).
 TERM_INDEX := $(MEDTEXT_HOME)/terminologies/default/metadata.json
