@@ -219,10 +219,22 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(preset: str, overrides: dict, max_length: int, device: str) -> None:
+    """Load the pipeline in a worker, unless the worker was forked from a parent that holds it."""
+    if "nlp" in _WORKER:  # forked: the parent's pipeline, shared copy-on-write
+        return
     from .device import use_device
 
     use_device(device)
     _WORKER["nlp"] = load(preset, max_length=max_length, **overrides)
+
+
+def _fork_shares_pipeline(device: str) -> bool:
+    """Workers are forked (Linux) and run on CPU: the parent loads the pipeline once and the
+    workers share it copy-on-write (no per-worker load, less memory, warmer CPU caches). CUDA
+    state cannot be forked, and other platforms spawn workers: they load their own."""
+    import multiprocessing as mp
+
+    return mp.get_start_method(allow_none=False) == "fork" and device == "cpu"
 
 
 def _worker_run(documents: list[Document], batch_size: int, include_text: bool) -> list[Result]:
@@ -294,6 +306,13 @@ def iter_results(items: Iterable[Document | InputFailure], *, nlp=None, preset: 
             yield from _run_chunk(chunk, lambda docs: process_documents(
                 nlp, docs, batch_size=batch_size, include_text=include_text))
         return
+    shared = _fork_shares_pipeline(device)
+    if shared:
+        import gc
+
+        _WORKER["nlp"] = load(preset, max_length=max_length, **overrides)
+        gc.collect()
+        gc.freeze()  # the pipeline's objects leave the collector: no copy-on-write by the GC
     workers = _WorkerPool(n_process, (preset, overrides, max_length, device), batch_size, include_text)
     try:
         pending: list = []
@@ -306,6 +325,11 @@ def iter_results(items: Iterable[Document | InputFailure], *, nlp=None, preset: 
             yield from _merge(pending, workers)
     finally:
         workers.close()
+        if shared:
+            import gc
+
+            _WORKER.pop("nlp", None)
+            gc.unfreeze()
 
 
 def _chunks(items, size):
