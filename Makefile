@@ -89,7 +89,7 @@ screenshots: install-trf $(TERM_INDEX) $(RADGRAPH)
 		--radiology-records out/screens/radiology/records.jsonl --out-dir docs/img
 
 bench: install
-	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/sample_throughput.py
 
 assets: install
 	$(BIN)/python -m weasel assets
