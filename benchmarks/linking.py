@@ -11,7 +11,10 @@ Configurations (each needs what the one before it built):
 - ``dense-tuned``  + the fine-tuned bi-encoder (``medtext train linker``: the default index is
                    embedded with medtext:linker_bi);
 - ``rerank``       dense-tuned + the cross-encoder medtext:linker_cross (score = 0.3 * its
-                   probability + 0.7 * the fused score).
+                   probability + 0.7 * the fused score);
+- ``lexical-ex``, ``dense-base-ex``, ``dense-tuned-ex``: those configurations with the team's ICF dev
+                   mentions as examples (``examples = "medtext:icf-dev"``; the ICF test split is
+                   never seen; MedProcNER mentions are procedures, which no example is routed to).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -35,11 +38,11 @@ ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "I
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank")
+    p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank,lexical-ex,dense-base-ex,dense-tuned-ex")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
     args = p.parse_args()
 
-    from medtext.corpora.linking_data import ICF_DIR, read_medprocner, read_medtext_linking
+    from medtext.corpora.linking_data import ICF_DIR, load_examples, read_medprocner, read_medtext_linking
     from medtext.evaluate import evaluate_linking
     from medtext.terminologies.default import default_index_dir
     from medtext.terminologies.index import ConceptIndex, embed_index
@@ -48,7 +51,7 @@ def main() -> None:
     tuned_dir = default_index_dir()
     base_dir = tuned_dir.with_name("default-minilm")
     configs = args.configs.split(",")
-    if "dense-base" in configs:
+    if "dense-base" in configs or "dense-base-ex" in configs:
         meta = base_dir / "metadata.json"
         if not meta.exists() or (json.loads(meta.read_text()).get("embedding") or {}).get("model") \
                 != "sentence-transformers/all-MiniLM-L6-v2":
@@ -61,6 +64,9 @@ def main() -> None:
         "dense-base": (base_dir, dict(bi_encoder="index")),
         "dense-tuned": (tuned_dir, dict(bi_encoder="medtext:linker_bi")),
         "rerank": (tuned_dir, dict(bi_encoder="medtext:linker_bi", cross_encoder="medtext:linker_cross")),
+        "lexical-ex": (tuned_dir, dict(bi_encoder=None, examples=load_examples("medtext:icf-dev"))),
+        "dense-base-ex": (base_dir, dict(bi_encoder="index", examples=load_examples("medtext:icf-dev"))),
+        "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=load_examples("medtext:icf-dev"))),
     }
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
             "icf-test": (read_medtext_linking(ICF_DIR, "test"), None)}
@@ -83,11 +89,11 @@ def main() -> None:
                   f"{r['nil_calibration']['best_threshold']:.2f} best", flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print()
-    print(f"{'config':<12} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")
+    print(f"{'config':<14} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")
     for name, c in results["configs"].items():
         for set_name, r in c["sets"].items():
             a = r["acc_covered"]
-            print(f"{name:<12} {set_name:<15} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
+            print(f"{name:<14} {set_name:<15} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
                   f"{r['acc_all']['@1']:>6.3f} {r['top1']['macro_f1']:>6.3f} {r['top1_category']['macro_f1']:>6.3f} "
                   f"{r['mentions_per_s']:>8}")
     print(f"anchors: ClinLinker MedProcNER covered-style acc@1/5/25 0.663/0.828/0.898; ICF macro-F1 0.84; "

@@ -14,7 +14,9 @@ FUNCTION -> ICF activities and body functions, ...), the linker ranks concepts o
 Models are config: ``bi_encoder`` (``null`` = lexical only; ``"index"`` = the model the index
 was embedded with; or a sentence-transformers name/path, which must match the index) and
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
-train linker``). ``nlp.pipe`` links all entities of a batch of documents in one call.
+train linker``). ``examples`` adds annotated mentions as extra names of their concepts
+(``"medtext:icf-dev"``: the team's ICF dev notes; or a JSONL path, see
+:func:`medtext.corpora.linking_data.load_examples`). ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class EntityLinker:
     def __init__(self, nlp: Language, name: str, *, index: str | None, bi_encoder: str | None,
                  cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                  rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
-                 use_context: bool, device: str, batch_size: int, cache_size: int, ann: str):
-        from medtext.errors import ConfigError
+                 use_context: bool, device: str, batch_size: int, cache_size: int, ann: str,
+                 examples: str | None = None):
+        from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
         from medtext.terminologies.linking import Linker
@@ -57,20 +60,29 @@ class EntityLinker:
                                   f"\"system:kind\" strings (bad: {bad})")
         self.name = name
         path = Path(index) if index else default_index_dir()
+        rows = None
+        if examples:
+            from medtext.corpora.linking_data import load_examples
+
+            try:
+                rows = load_examples(examples)
+            except InputError as e:
+                raise ConfigError(f"{name}.examples: {e}") from e
         try:
             self.linker = Linker(ConceptIndex.load(path), bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                                  routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                                  dense_weight=dense_weight, nil_threshold=nil_threshold,
                                  rerank_weight=rerank_weight, use_context=use_context,
                                  device=None if device == "cpu" else device,
-                                 batch_size=batch_size, cache_size=cache_size, ann=ann)
+                                 batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
         self.batch_size = batch_size
         d = self.linker.describe()
         self.model_id = (f"linker:{d['index']}@{path}" + (f"+bi={d['bi_encoder']}" if d["bi_encoder"] else "")
-                         + (f"+cross={d['cross_encoder']}" if d["cross_encoder"] else ""))
+                         + (f"+cross={d['cross_encoder']}" if d["cross_encoder"] else "")
+                         + (f"+examples={examples}" if examples else ""))
 
     def __call__(self, doc: Doc) -> Doc:
         self._link_docs([doc])
@@ -117,15 +129,16 @@ class EntityLinker:
                     "candidates": 64, "top": 5, "rerank_top": 16, "dense_weight": 0.6,
                     "nil_threshold": 0.5, "rerank_weight": 0.3, "use_context": False, "device": "cpu",
                     "batch_size": 64,
-                    "cache_size": 100000, "ann": "auto"},
+                    "cache_size": 100000, "ann": "auto", "examples": None},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                 rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                 use_context: bool, device: str, batch_size: int, cache_size: int,
-                ann: str) -> EntityLinker:
+                ann: str, examples: str | None) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
                         rerank_weight=rerank_weight, use_context=use_context,
-                        device=device, batch_size=batch_size, cache_size=cache_size, ann=ann)
+                        device=device, batch_size=batch_size, cache_size=cache_size, ann=ann,
+                        examples=examples)

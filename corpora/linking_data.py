@@ -87,6 +87,44 @@ def read_medtext_linking(path: Path, split: str | None = None) -> list[LinkingMe
     return out
 
 
+TEAM_EXAMPLES = {"medtext:icf-dev": (ICF_DIR, "dev")}
+_ICF_CODE = re.compile(r"^[bsde]\d+$")
+
+
+def load_examples(spec: str) -> list[tuple[str, str, str]]:
+    """(text, system, code) linking examples from ``spec``: ``"medtext:icf-dev"`` (the
+    team's ICF notes, dev split: the test split stays unseen), a JSONL file (or folder of them) of
+    ``{"text", "system", "code"}`` rows, or of linked notes in the team's markup
+    (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT). A malformed row
+    is an :class:`InputError` naming file:line."""
+    if spec.startswith("medtext:"):
+        if spec not in TEAM_EXAMPLES:
+            raise InputError(spec, f"unknown example set: use a JSONL path or one of {', '.join(TEAM_EXAMPLES)}",
+                             "bad_config")
+        path, split = TEAM_EXAMPLES[spec]
+        return [(m.text, "icf" if _ICF_CODE.match(c) else "snomed", c)
+                for m in read_medtext_linking(path, split) for c in m.codes]
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(spec, "linking examples not found", "not_found")
+    out = []
+    for where, d in iter_jsonl([path], what="a linking example", reason="bad_corpus"):
+        if not isinstance(d, dict):
+            raise InputError(where, "not a linking example: write {\"text\", \"system\", \"code\"}", "bad_corpus")
+        if "code" in d or "system" in d:
+            if not all(isinstance(d.get(k), str) and d.get(k) for k in ("text", "system", "code")):
+                raise InputError(where, "a linking example needs non-empty text, system and code", "bad_corpus")
+            out.append((d["text"], d["system"], d["code"]))
+            continue
+        try:
+            text, spans = parse_link_markup(d["text"])
+        except (KeyError, TypeError) as e:
+            raise InputError(where, f"not a linking example or linked note ({e})", "bad_corpus") from e
+        out.extend((text[a:b], "icf" if _ICF_CODE.match(c) else "snomed", c)
+                   for a, b, _label, codes in spans for c in codes)
+    return out
+
+
 def icf_codes() -> dict[str, str]:
     """ICF code -> label, from the ICF tables the default terminology is built from."""
     import csv

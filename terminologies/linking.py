@@ -18,6 +18,12 @@ Three stages, each optional after the first:
    rerank_weight) * fused score`` (1.0: the cross-encoder alone decides, as in ClinLinker; a
    weaker cross-encoder is safer mixed with the retrieval score).
 
+**Examples.** Annotated mentions (``examples``: (text, system, code) rows, e.g. the team's ICF
+dev notes) act as extra names of their concepts: each is scored against the mention like a
+synonym (cosine with the bi-encoder, string similarity, fused the same way) and a concept's
+score is the better of its synonyms' and its examples' (few-shot linking of shorthand such as
+"sup>sit via log roll, min A" that no terminology lists).
+
 The top concept is kept when its score reaches ``nil_threshold``; otherwise the mention is NIL
 (no ``kb_id``; the ranked candidates are still returned for review). Results are cached by
 normalised mention + label (+ context when the cross-encoder reads context).
@@ -86,6 +92,7 @@ class Candidate:
     dense: float = 0.0
     rerank: float | None = None
     matched: str = ""
+    example: float = 0.0  # best fused score of the concept's annotated examples
 
     def as_dict(self) -> dict[str, Any]:
         return {"system": self.system, "code": self.code, "display": self.term,
@@ -112,7 +119,8 @@ class Linker:
                  candidates: int = 64, top: int = 5, rerank_top: int = 16,
                  dense_weight: float = 0.6, nil_threshold: float = 0.5, rerank_weight: float = 0.3,
                  use_context: bool = False, device: str | None = None, batch_size: int = 64,
-                 cache_size: int = 100_000, ann: str = "auto", ann_min_rows: int = 100_000):
+                 cache_size: int = 100_000, ann: str = "auto", ann_min_rows: int = 100_000,
+                 examples: list[tuple[str, str, str]] | None = None):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -152,6 +160,11 @@ class Linker:
         self.bi_name = None
         if bi_encoder:
             self._setup_dense(bi_encoder)
+        self.ex_norm: list[str] = []
+        self.ex_concept = numpy.zeros(0, dtype=numpy.int64)
+        self.ex_vecs = None
+        if examples:
+            self._setup_examples(examples)
         self.cross = None
         self.cross_name = cross_encoder
         if cross_encoder:
@@ -186,6 +199,62 @@ class Linker:
         if dim and dim != self.index.embeddings.shape[1]:
             raise TerminologyError(f"bi_encoder {model_id!r} gives {dim}-d vectors but the index "
                                    f"holds {self.index.embeddings.shape[1]}-d ones: re-embed it", self.index.path)
+
+    def _setup_examples(self, examples: list[tuple[str, str, str]]) -> None:
+        rows, unknown = [], []
+        for text, system, code in examples:
+            c = self._cid(system, code)
+            n = normalize(text[:MAX_MENTION_CHARS])
+            if c < 0:
+                unknown.append(f"{system}:{code}")
+            elif n:
+                rows.append((n, c, text[:MAX_MENTION_CHARS].strip()))
+        if unknown:
+            log.warning("%d linking examples name codes that are not in the index (e.g. %s): skipped",
+                        len(unknown), ", ".join(sorted(set(unknown))[:3]))
+        rows = sorted(set(rows))
+        self.ex_norm = [r[0] for r in rows]
+        self.ex_concept = numpy.array([r[1] for r in rows], dtype=numpy.int64)
+        if self.bi_model is not None and rows:
+            self.ex_vecs = self.bi_model.encode([r[2] for r in rows], batch_size=self.batch_size,
+                                                normalize_embeddings=True, convert_to_numpy=True,
+                                                show_progress_bar=False).astype("float32")
+
+    def _example_channel(self, mentions, queries, routed, pools, qv, qrow) -> None:
+        """Score every routed mention against the annotated examples of its route; add their
+        concepts to the pool and keep each concept's best example score in ``example``."""
+        from rapidfuzz import fuzz, process
+
+        by_label: dict[str, list[int]] = {}
+        for i in routed:
+            by_label.setdefault(mentions[i].label, []).append(i)
+        for label, idx in by_label.items():
+            cols = numpy.flatnonzero(self.route_concepts(label)[self.ex_concept])
+            if not len(cols):
+                continue
+            norms = [self.ex_norm[j] for j in cols]
+            qs = [normalize(queries[i]) for i in idx]
+            lex = (process.cdist(qs, norms, scorer=fuzz.ratio, dtype=numpy.float32)
+                   + process.cdist(qs, norms, scorer=fuzz.token_set_ratio, dtype=numpy.float32)) / 200
+            lex = numpy.minimum(lex, 0.99)
+            exact = numpy.array(qs, dtype=object)[:, None] == numpy.array(norms, dtype=object)[None, :]
+            lex[exact] = 1.0
+            fused = lex
+            if qv is not None and self.ex_vecs is not None:
+                cos = qv[[qrow[i] for i in idx]] @ self.ex_vecs[cols].T
+                fused = self.dense_weight * cos + (1 - self.dense_weight) * lex
+            uniq, inv = numpy.unique(self.ex_concept[cols], return_inverse=True)
+            for row, i in enumerate(idx):
+                vals = fused[row] if len(qs[row]) >= MIN_FUZZY_CHARS else numpy.where(exact[row], fused[row], -1.0)
+                best = numpy.full(len(uniq), -1.0, dtype=numpy.float32)
+                numpy.maximum.at(best, inv, vals)  # each concept's best example
+                for k in numpy.argsort(-best)[:self.n_candidates]:
+                    if best[k] < 0:
+                        break
+                    c = int(uniq[k])
+                    if c not in pools[i]:
+                        pools[i][c] = self._candidate(c)
+                    pools[i][c].example = max(pools[i][c].example, float(best[k]))
 
     def route_concepts(self, label: str) -> numpy.ndarray:
         """Boolean mask over concepts that ``label`` may link to."""
@@ -249,10 +318,10 @@ class Linker:
                     if c >= 0 and mask[c] and len(pools[i]) < self.n_candidates * 2:
                         pools[i].setdefault(c, self._candidate(c, lexical=h["score"], matched=h["matched"]))
         # dense channel: one encoder call, then a search per label (exact, or HNSW when large)
+        qv, qrow = None, {i: j for j, i in enumerate(routed)}
         if self.bi_model is not None:
             qv = self.bi_model.encode([queries[i] for i in routed], batch_size=self.batch_size,
                                       normalize_embeddings=True, convert_to_numpy=True).astype("float32")
-            qrow = {i: j for j, i in enumerate(routed)}
             by_label: dict[str, list[int]] = {}
             for i in routed:
                 by_label.setdefault(mentions[i].label, []).append(i)
@@ -269,25 +338,28 @@ class Linker:
                             pools[i][c] = self._candidate(c, dense=cos, matched=self.lexical.terms[r])
                         else:
                             pools[i][c].dense = max(pools[i][c].dense, cos)
-                # cosine of lexical-only candidates: best over the concept's synonym rows
-                for i in idx:
-                    missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
-                    if missing:
-                        q = qv[qrow[i]]
-                        for c in missing:
-                            rr = self.concept_rows[c]
-                            pools[i][c].dense = float(
-                                (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max())
+        if self.ex_norm:
+            self._example_channel(mentions, queries, routed, pools, qv, qrow)
+        if self.bi_model is not None:  # cosine of lexical/example-only candidates: best synonym row
+            for i in routed:
+                missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
+                if missing:
+                    q = qv[qrow[i]]
+                    for c in missing:
+                        rr = self.concept_rows[c]
+                        pools[i][c].dense = float(
+                            (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max()) if len(rr) else 0.0
         # fill lexical scores of dense-only candidates, fuse, rank
         for i in routed:
             q = normalize(queries[i])
-            if len(q) < MIN_FUZZY_CHARS:  # "K", "BP": exact synonym or abbreviation matches only
-                pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0}
+            if len(q) < MIN_FUZZY_CHARS:  # "K", "BP": exact synonym, abbreviation or example matches only
+                pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0 or cand.example > 0}
             for c, cand in pools[i].items():
                 if cand.lexical == 0.0:
                     cand.lexical = self._lexical_score(q, c)
                 cand.score = (self.dense_weight * cand.dense + (1 - self.dense_weight) * cand.lexical
                               if self.bi_model is not None else cand.lexical)
+                cand.score = max(cand.score, cand.example)
             ranked = sorted(pools[i].values(), key=lambda x: (-x.score, len(x.term)))
             results[i].candidates = ranked[:max(self.top, self.rerank_top if self.cross else 0)]
         if self.cross is not None:
@@ -392,4 +464,4 @@ class Linker:
                 "cross_encoder": self.cross_name, "dense_weight": self.dense_weight,
                 "rerank_weight": self.rerank_weight if self.cross is not None else None,
                 "dense_search": ("hnsw" if self._ann is not None else "exact") if self.bi_model is not None else None,
-                "nil_threshold": self.nil_threshold}
+                "nil_threshold": self.nil_threshold, "examples": len(self.ex_norm)}

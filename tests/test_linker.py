@@ -103,6 +103,51 @@ def test_component_config_errors(medtext_home):
         nlp.add_pipe("medtext_linker", name="l3", config={"routes": {"PROBLEM": "snomed"}})
 
 
+def test_examples_link_shorthand_no_terminology_lists(medtext_home, tmp_path, caplog):
+    from medtext.corpora.linking_data import load_examples
+    from medtext.errors import InputError
+
+    ix = ConceptIndex.load(default_index_dir())
+    plain = Linker(ix, bi_encoder=None)
+    shorthand = Mention("sup>sit via log roll, min A", "FUNCTION")
+    assert not plain.link([shorthand])[0].best or plain.link([shorthand])[0].best.code != "d4100"
+    rows = [("sup>sit via log roll to R, min A", "icf", "d4100"), ("cp", "snomed", "29857009"),
+            ("unknown thing", "icf", "d9999999")]
+    with caplog.at_level("WARNING"):
+        lk = Linker(ix, bi_encoder=None, examples=rows)
+    assert "1 linking examples name codes that are not in the index" in caplog.text
+    r = lk.link([shorthand, Mention("cp", "PROBLEM"), Mention("cp", "FUNCTION"), Mention("c", "PROBLEM")])
+    assert (r[0].best.system, r[0].best.code) == ("icf", "d4100") and r[0].best.example > 0.8
+    assert r[1].best.code == "29857009" and r[1].best.example == 1.0  # short forms: exact examples
+    assert all(c.code != "29857009" for c in r[2].candidates)  # examples obey the routes
+    assert all(c.example == 0.0 for c in r[3].candidates)
+    assert lk.describe()["examples"] == 2
+
+    team = load_examples("medtext:icf-dev")
+    assert len(team) > 200 and {s for _, s, _ in team} == {"icf"}
+    f = tmp_path / "ex.jsonl"
+    f.write_text(json.dumps({"text": "walks w/ rollator", "system": "icf", "code": "d450"}) + "\n"
+                 + json.dumps({"id": "n1", "text": "Pt [amb 50 ft](FUNCTION|d450)."}) + "\n")
+    assert load_examples(str(f)) == [("walks w/ rollator", "icf", "d450"), ("amb 50 ft", "icf", "d450")]
+    f.write_text("\n" + json.dumps({"text": "walks", "system": "icf"}) + "\n")
+    with pytest.raises(InputError, match="ex.jsonl:2"):
+        load_examples(str(f))
+    with pytest.raises(InputError, match="unknown example set"):
+        load_examples("medtext:icf-test")
+
+
+def test_component_examples_config(medtext_home, tmp_path):
+    import spacy
+
+    from medtext.errors import ConfigError
+
+    nlp = spacy.blank("en")
+    with pytest.raises(ConfigError, match="examples.*not found"):
+        nlp.add_pipe("medtext_linker", config={"examples": str(tmp_path / "missing.jsonl")})
+    comp = nlp.add_pipe("medtext_linker", name="l2", config={"examples": "medtext:icf-dev"})
+    assert comp.linker.describe()["examples"] > 200 and "+examples=medtext:icf-dev" in comp.model_id
+
+
 # --- dense, cross-encoder and training: tiny random models built here ------------------------
 
 def _tiny_models(root: Path, seed: int = 0):
