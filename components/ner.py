@@ -29,6 +29,8 @@ from spacy.util import filter_spans
 log = logging.getLogger(__name__)
 
 LABELS = ("PROBLEM", "TEST", "DRUG", "TREATMENT", "PROCEDURE", "ANATOMY", "FUNCTION")
+# the radiology preset's statistical labels (RadGraph); the matcher never produces them
+RADGRAPH_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 KIND_LABELS = {
     "disorder": "PROBLEM", "finding": "PROBLEM", "morphologic abnormality": "PROBLEM",
     "procedure": "PROCEDURE", "regime/therapy": "TREATMENT",
@@ -162,9 +164,9 @@ class ClinicalNER:
 
         if not Span.has_extension("matched_concepts"):
             Span.set_extension("matched_concepts", default=None)
-        bad = [lab for lab in labels if lab not in LABELS]
+        bad = [lab for lab in labels if lab not in LABELS + RADGRAPH_LABELS]
         if bad:
-            raise ConfigError(f"{name}.labels: unknown label(s) {bad}; use {', '.join(LABELS)}")
+            raise ConfigError(f"{name}.labels: unknown label(s) {bad}; use {', '.join(LABELS + RADGRAPH_LABELS)}")
         self.name = name
         self.labels = set(labels)
         self.matcher = None

@@ -122,20 +122,30 @@ def model_path(rel: str) -> Path:
 def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     """Add trained components named in the preset's ``[medtext.sourced]`` section
     (component = model folder, see :func:`model_path`): ``medtext_layout`` first (every later
-    component respects its body mask), the others before ``medtext_ner``."""
+    component respects its body mask), ``medtext_relations`` last, the others before
+    ``medtext_ner``."""
     import spacy
 
     loaded: dict[str, Any] = {}
     for name, rel in sourced.items():
         path = model_path(rel)
         if not (path / "config.cfg").is_file():
-            task = {"layout": "layout", "radgraph": "relations"}.get(rel, "ner")
+            task = {"layout": "layout", "radgraph": "relations", "ner_trf": "ner --arch trf"}.get(rel, "ner")
             raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
-                              f"`medtext train {task}` (or `make train-{task}`)")
+                              f"`medtext train {task}` (or `make train-{task.replace(' --arch ', '-')}`)")
         if rel not in loaded:
+            if (path / "transformer").is_dir():
+                import importlib.util
+
+                if importlib.util.find_spec("spacy_transformers") is None:
+                    raise ConfigError(f"preset {preset!r} runs a transformer model ({path}): "
+                                      "pip install 'medtext[trf]'")
             loaded[rel] = spacy.load(path)
-        if loaded[rel].get_pipe_meta(name).factory == "medtext_layout":
+        factory = loaded[rel].get_pipe_meta(name).factory
+        if factory == "medtext_layout":
             nlp.add_pipe(name, source=loaded[rel], first=True)
+        elif factory == "medtext_relations":  # reads the final (body-masked) entities
+            nlp.add_pipe(name, source=loaded[rel], last=True)
         else:
             before = "medtext_ner" if "medtext_ner" in nlp.pipe_names else None
             nlp.add_pipe(name, source=loaded[rel], before=before)

@@ -38,7 +38,8 @@ def test_radiology_preset_records_and_serialisation(radgraph_model):
     import medtext
 
     nlp = medtext.load("radiology")
-    assert nlp.pipe_names[-2:] == ["ner", "medtext_relations"]
+    assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "ner", "medtext_ner",
+                              "medtext_relations"]
     text = ("FINDINGS: There is a patchy opacity in the left lower lobe, which may represent pneumonia. "
             "No pleural effusion.")
     doc = nlp(text)
@@ -52,6 +53,30 @@ def test_radiology_preset_records_and_serialisation(radgraph_model):
     assert [list(r) for r in back._.relations] == [list(r) for r in doc._.relations]
     for text in ("Normal.", "", "Heart normal\n\nlungs clear"):
         assert medtext.to_record(nlp(text))["relations"] is not None
+
+
+def test_radiology_preset_masks_page_furniture(radgraph_model):
+    """Entities the CNN puts on letterhead / footer lines are dropped before relations."""
+    import medtext
+
+    nlp = medtext.load("radiology")
+    text = ("NORTHBROOK VALLEY IMAGING CENTER - CHEST AND LUNG RADIOLOGY\n"
+            "Tel (555) 010-4400 | Fax (555) 010-4401\n\n"
+            "FINDINGS: Patchy opacity in the left lower lobe. No pleural effusion.\n\n"
+            "Electronically signed by Dr. M. Okafor, MD\nPage 1 of 1")
+    doc = nlp.make_doc(text)
+    for name in ("medtext_layout", "medtext_sections", "medtext_sentences"):
+        doc = nlp.get_pipe(name)(doc)
+    assert doc._.line_labels[0] == "header" and doc._.line_labels[3] == "body"
+    lung = text.index("LUNG")
+    opacity = text.index("opacity")
+    lobe = text.index("lobe")
+    doc.ents = [doc.char_span(lung, lung + 4, "ANAT-DP"), doc.char_span(opacity, opacity + 7, "OBS-DP"),
+                doc.char_span(lobe, lobe + 4, "ANAT-DP")]
+    doc = nlp.get_pipe("medtext_relations")(nlp.get_pipe("medtext_ner")(doc))
+    assert [e.text for e in doc.ents] == ["opacity", "lobe"]
+    kept = {(e.start, e.end) for e in doc.ents}
+    assert all((hs, he) in kept and (ts, te) in kept for hs, he, ts, te, *_ in doc._.relations)
 
 
 def test_evaluate_radgraph_runs_the_preset(radgraph_model):
