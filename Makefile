@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-linker train-layout train-relations train-errors screenshots
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-ner-trf train-linker train-layout train-relations train-errors screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ terminology: install
 # The statistical NER of the "clinical" preset (CPU, about 40 min here).
 train-ner: install
 	$(BIN)/medtext train ner
+
+# The transformer NER of the "trf" preset (all-MiniLM-L6-v2; about 75 min on 2 CPUs, minutes
+# on a GPU: add GPU=--gpu-id 0).
+train-ner-trf: install-trf
+	$(BIN)/medtext train ner --arch trf --max-steps 700 --eval-frequency 175 $(GPU)
 
 # The linker's fine-tuned bi-encoder and cross-encoder; re-embeds the default index.
 train-linker: install-trf $(TERM_INDEX)

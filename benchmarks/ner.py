@@ -1,9 +1,11 @@
 """NER accuracy: strict and lenient P/R/F1 of presets on NCBI-disease dev, BC5CDR dev and the
 team's dev notes; plus assertion accuracy (team cases and the blind held-out set).
 
-    python benchmarks/ner.py [--presets default clinical] [--data ../shared/data]
+    python benchmarks/ner.py [--presets default clinical trf] [--data ../shared/data] [--name NAME]
 
-Prints a table and writes benchmarks/results/ner.json. Anchors (published): scispaCy
+Prints a table and writes benchmarks/results/ner.json (presets not run keep their earlier
+results; ``--name`` files a single preset's run under another name, e.g. to compare two
+models of one preset). Anchors (published): scispaCy
 en_ner_bc5cdr_md about 0.84 F1 on BC5CDR; PubMedBERT-class models 0.87-0.89 on NCBI-disease.
 """
 
@@ -22,7 +24,10 @@ def main() -> None:
     p.add_argument("--presets", nargs="+", default=["default", "clinical"])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ner.json")
+    p.add_argument("--name", help="file the (single) preset's results under this name")
     args = p.parse_args()
+    if args.name and len(args.presets) != 1:
+        p.error("--name goes with a single preset")
 
     import medtext
     from medtext.corpora.context_cases import read_cases
@@ -36,13 +41,19 @@ def main() -> None:
         "team_dev": ([e for e in read_annotated() if e.split == "dev"], None),
     }
     result = {"benchmark": "ner", "date": time.strftime("%Y-%m-%d"), "presets": {}}
+    if args.out.exists():  # keep the presets not run this time
+        old = json.loads(args.out.read_text())
+        result["presets"] = old.get("presets", {})
+        if "context" in old:
+            result["context"] = old["context"]
     for preset in args.presets:
         try:
             nlp = medtext.load(preset)
         except ConfigError as e:
             print(f"skip {preset}: {e}")
             continue
-        res = result["presets"][preset] = {}
+        res = result["presets"][args.name or preset] = {"date": time.strftime("%Y-%m-%d"),
+                                                        "models": nlp.meta.get("medtext_models", {})}
         for name, (examples, labels) in sets.items():
             t = time.perf_counter()
             docs = nlp.pipe((e.text for e in examples), batch_size=32)
@@ -50,8 +61,9 @@ def main() -> None:
                      for e, d in zip(examples, docs)]
             r = evaluate_spans(pairs, labels)
             r["seconds"] = round(time.perf_counter() - t, 2)
+            r["docs_per_s"] = round(len(examples) / max(r["seconds"], 1e-9), 1)
             res[name] = r
-        if preset == args.presets[0]:
+        if preset == "default":
             result["context"] = {
                 "team_cases": evaluate_context(nlp, read_cases()),
                 "heldout": evaluate_context(nlp, read_cases([ROOT / "corpora" / "context_heldout"])),
@@ -61,6 +73,8 @@ def main() -> None:
     print(f"{'preset':<9} {'data':<11} {'label':<10} {'strict P':>8} {'R':>6} {'F1':>6}  {'lenient F1':>10}")
     for preset, res in result["presets"].items():
         for name, r in res.items():
+            if not isinstance(r, dict) or "strict" not in r:
+                continue
             for lab, v in r["strict"].items():
                 print(f"{preset:<9} {name:<11} {lab:<10} {v['precision']:>8.3f} {v['recall']:>6.3f} "
                       f"{v['f1']:>6.3f}  {r['lenient'][lab]['f1']:>10.3f}")

@@ -141,6 +141,13 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
                     raise ConfigError(f"preset {preset!r} runs a transformer model ({path}): "
                                       "pip install 'medtext[trf]'")
             loaded[rel] = spacy.load(path)
+            vectors = loaded[rel].vocab.vectors
+            if vectors.shape[0]:  # static vectors (e.g. `medtext train ner --vectors minilm`)
+                if nlp.vocab.vectors.shape[0] and nlp.vocab.vectors.name != vectors.name:
+                    raise ConfigError(f"preset {preset!r}: {path} brings word vectors "
+                                      f"{vectors.name!r}, but the pipeline already has "
+                                      f"{nlp.vocab.vectors.name!r}: one vocabulary holds one table")
+                nlp.vocab.vectors = vectors
         factory = loaded[rel].get_pipe_meta(name).factory
         if factory == "medtext_layout":
             nlp.add_pipe(name, source=loaded[rel], first=True)

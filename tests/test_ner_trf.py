@@ -1,0 +1,61 @@
+"""The trf preset's transformer NER: training from a Hugging Face backbone, loading without it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import medtext
+from medtext.errors import ConfigError
+
+
+def test_train_ner_rejects_bad_arguments(tmp_path):
+    from medtext.train import train_ner
+
+    with pytest.raises(ConfigError, match="unknown NER architecture 'lstm'"):
+        train_ner(data_dir=tmp_path, arch="lstm")
+    with pytest.raises(ConfigError, match="--arch trf"):
+        train_ner(data_dir=tmp_path, arch="cnn", model="bert-base-uncased")
+
+
+def test_trf_preset_without_model_says_how_to_build_it(medtext_home):
+    with pytest.raises(ConfigError, match=r"medtext train ner --arch trf.*make train-ner-trf"):
+        medtext.load("trf")
+
+
+@pytest.mark.slow
+def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
+    pytest.importorskip("spacy_transformers")
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from medtext.terminologies.embeddings import resolve_model
+    from medtext.train import train_ner
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not data.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
+    torch.manual_seed(0)
+    bert = tmp_path / "tiny_bert"
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=256)).save_pretrained(bert)
+    tok.save_pretrained(bert)
+
+    path = train_ner(data_dir=data, arch="trf", model=str(bert), max_steps=4, eval_frequency=2)
+    assert path.name == "ner_trf" and (path / "transformer").is_dir()
+    shutil.rmtree(bert)  # the saved pipeline carries the weights: the backbone path is not needed
+    nlp = medtext.load("trf")
+    assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "transformer", "ner",
+                              "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
+    assert set(nlp.get_pipe("ner").labels) == {"PROBLEM", "TEST", "DRUG", "TREATMENT", "PROCEDURE",
+                                                "ANATOMY", "FUNCTION"}
+    doc = nlp("HPI: chest pain and fever since Monday.\n")
+    # four steps teach a tiny random model nothing useful: check that it ran, not what it found
+    assert doc._.trf_data.width == 32
+    assert doc.ents and all(e.label_ in nlp.get_pipe("ner").labels for e in doc.ents)
+    info = medtext.to_record(doc)["pipeline"]
+    assert any(c["name"] == "transformer" and c["model"] == str(path) for c in info["components"])
