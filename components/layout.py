@@ -180,9 +180,15 @@ class LayoutClassifier(MedtextTrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], predictions) -> None:
         for doc, (lines, feats, scores) in zip(docs, predictions):
             labels: list[str | None] = [None] * len(lines)
-            best = self.model.ops.to_numpy(scores).argmax(axis=1) if len(feats.rows) else []
+            probs = self.model.ops.to_numpy(scores) if len(feats.rows) else None
+            best = probs.argmax(axis=1) if probs is not None else []
             for row, k in zip(feats.rows, best):
                 labels[row] = self.labels[int(k)]
+            if probs is not None and "body" not in labels:
+                # a document always has a body: a one-line note, an abstract pasted as one line
+                # or a page the model reads as all furniture keeps its most body-like line
+                body = self.labels.index("body")
+                labels[feats.rows[int(probs[:, body].argmax())]] = "body"
             doc._.line_labels = labels
             if doc._.lines is None:  # text given to nlp() directly: keep the lines labelled
                 doc._.lines = lines

@@ -121,6 +121,8 @@ def test_bad_input_shapes(trained):
     for text in ("", "\n\n\n", "Normal.", "x" * 5000):
         doc = nlp(text)
         assert len(doc._.line_labels) == len(text_lines(text))
+    for text in ("Normal.", "Page 1 of 2", "x" * 5000, "\n\nElectronically signed by Dr. A. Smith, MD\n"):
+        assert "body" in nlp(text)._.line_labels, text  # a document always has a body line
     long_doc = "\f".join(f"Page {i} of 200\nThe patient is stable today.\n" for i in range(1, 201))
     doc = nlp(long_doc)
     assert doc._.line_labels.count(None) < len(doc._.line_labels)
