@@ -136,11 +136,14 @@ def linking(
     rerank_weight: float = typer.Option(0.3, help="Re-ranked score = w * cross-encoder probability + "
                                                   "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
+    examples: Optional[str] = typer.Option(None, help="Annotated mentions as extra concept names: "
+                                                      "medtext:icf-dev or a JSONL path (never the "
+                                                      "data evaluated)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:
     """Linking accuracy: acc@1/@5/@25 over all coded mentions and over covered ones (gold code in
     the index), top-1 macro-F1 after the NIL threshold, NIL accuracy, mentions/s."""
-    from .corpora.linking_data import read_medprocner, read_medtext_linking
+    from .corpora.linking_data import load_examples, read_medprocner, read_medtext_linking
     from .errors import InputError
     from .evaluate import evaluate_linking
     from .terminologies.default import default_index_dir
@@ -156,14 +159,16 @@ def linking(
         ix = ConceptIndex.load(index or default_index_dir())
         linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
                         dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
-                        use_context=use_context)
+                        use_context=use_context, examples=load_examples(examples) if examples else None)
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
-    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path)})
+    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples})
     how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight})"
     if cross_encoder:
         how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
+    if examples:
+        how += f" + examples {examples} ({r['linker']['examples']})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
                f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")

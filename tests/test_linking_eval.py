@@ -91,3 +91,23 @@ def test_cli_medtext_format(tmp_path, medtext_home):
     r = json.loads(out.read_text())
     assert r["mentions"] == 2 and r["acc_covered"]["@1"] == 1.0 and r["nil"]["gold_nil"] == 1
     assert "macro-F1" in res.output
+
+
+def test_cli_examples_option(tmp_path, medtext_home):
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "n1", "split": "test", "text":
+                                 "Bed mobility: [sup>sit via log roll, min A](FUNCTION|d4100)."}) + "\n")
+    ex = tmp_path / "ex.jsonl"
+    ex.write_text(json.dumps({"text": "sup>sit via log roll to R, min A", "system": "icf", "code": "d4100"}) + "\n")
+    got = {}
+    for extra in ([], ["--examples", str(ex)]):
+        out = tmp_path / "r.json"
+        res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--json", str(out),
+                                       *extra])
+        assert res.exit_code == 0, res.output
+        got[bool(extra)] = json.loads(out.read_text())
+    # lexically d4100 ranks first but scores under the NIL threshold; the example makes it sure
+    assert got[False]["top1"]["accuracy"] == 0.0 and got[True]["top1"]["accuracy"] == 1.0
+    assert got[True]["examples"] == str(ex) and got[True]["linker"]["examples"] == 1
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--examples", "medtext:nope"])
+    assert res.exit_code != 0 and "unknown example set" in res.output
