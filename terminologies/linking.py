@@ -244,11 +244,14 @@ class Linker:
                 cos = qv[[qrow[i] for i in idx]] @ self.ex_vecs[cols].T
                 fused = self.dense_weight * cos + (1 - self.dense_weight) * lex
             uniq, inv = numpy.unique(self.ex_concept[cols], return_inverse=True)
+            # only as many example concepts as can end up in the returned list: any other
+            # concept that scores well on its synonyms comes from the other channels
+            keep = max(self.top, self.rerank_top if self.cross is not None else 0)
             for row, i in enumerate(idx):
                 vals = fused[row] if len(qs[row]) >= MIN_FUZZY_CHARS else numpy.where(exact[row], fused[row], -1.0)
                 best = numpy.full(len(uniq), -1.0, dtype=numpy.float32)
                 numpy.maximum.at(best, inv, vals)  # each concept's best example
-                for k in numpy.argsort(-best)[:self.n_candidates]:
+                for k in numpy.argsort(-best)[:keep]:
                     if best[k] < 0:
                         break
                     c = int(uniq[k])
