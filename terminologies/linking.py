@@ -223,7 +223,7 @@ class Linker:
     def _example_channel(self, mentions, queries, routed, pools, qv, qrow) -> None:
         """Score every routed mention against the annotated examples of its route; add their
         concepts to the pool and keep each concept's best example score in ``example``."""
-        from rapidfuzz import fuzz, process
+        from .retrieval import fuzzy_matrix
 
         by_label: dict[str, list[int]] = {}
         for i in routed:
@@ -234,9 +234,7 @@ class Linker:
                 continue
             norms = [self.ex_norm[j] for j in cols]
             qs = [normalize(queries[i]) for i in idx]
-            lex = (process.cdist(qs, norms, scorer=fuzz.ratio, dtype=numpy.float32)
-                   + process.cdist(qs, norms, scorer=fuzz.token_set_ratio, dtype=numpy.float32)) / 200
-            lex = numpy.minimum(lex, 0.99)
+            lex = numpy.minimum(fuzzy_matrix(qs, norms), 0.99)
             exact = numpy.array(qs, dtype=object)[:, None] == numpy.array(norms, dtype=object)[None, :]
             lex[exact] = 1.0
             fused = lex
@@ -452,14 +450,14 @@ class Linker:
                          lexical=lexical, dense=dense, matched=matched)
 
     def _lexical_score(self, q: str, c: int) -> float:
-        from rapidfuzz import fuzz
+        from .retrieval import fuzzy_score
 
         best = 0.0
         for r in self.concept_rows[c]:
             n = self.lexical.norm[r]
             if n == q:
                 return 1.0
-            best = max(best, min((fuzz.ratio(q, n) + fuzz.token_set_ratio(q, n)) / 200, 0.99))
+            best = max(best, min(fuzzy_score(q, n), 0.99))
         return best
 
     def describe(self) -> dict[str, Any]:

@@ -28,6 +28,22 @@ def tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text) if t not in STOPWORDS]
 
 
+def fuzzy_score(q: str, n: str) -> float:
+    """String similarity of two normalised texts, 0..1: the mean of rapidfuzz's ``ratio`` and
+    ``token_set_ratio`` (capped at 0.99 by callers: 1.0 is kept for exact matches)."""
+    from rapidfuzz import fuzz
+
+    return (fuzz.ratio(q, n) + fuzz.token_set_ratio(q, n)) / 200
+
+
+def fuzzy_matrix(queries: list[str], choices: list[str]) -> numpy.ndarray:
+    """:func:`fuzzy_score` of every query against every choice, float32 [queries, choices]."""
+    from rapidfuzz import fuzz, process
+
+    return (process.cdist(queries, choices, scorer=fuzz.ratio, dtype=numpy.float32)
+            + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=numpy.float32)) / 200
+
+
 class LexicalRetriever:
     def __init__(self, systems: list[str], codes: list[str], terms: list[str], types: list[str],
                  concept_terms: dict[tuple[str, str], tuple[str, str]]):
@@ -86,9 +102,7 @@ class LexicalRetriever:
                 for i in self.exact[term]:
                     scores[i] = score / 100 * 0.95
         for i in cands:
-            n = self.norm[i]
-            s = (fuzz.ratio(q, n) + fuzz.token_set_ratio(q, n)) / 200
-            scores[i] = min(s, 0.99)
+            scores[i] = min(fuzzy_score(q, self.norm[i]), 0.99)
         best: dict[tuple[str, str], list] = {}
         for i, s in scores.items():
             key = (self.systems[i], self.codes[i])
