@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-ner-trf train-linker train-layout train-relations train-errors screenshots
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-ner-trf train-linker train-layout train-layout-trf train-relations train-relations-trf train-errors screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,9 +54,19 @@ train-linker: install-trf $(TERM_INDEX)
 train-layout: install
 	$(BIN)/medtext train layout
 
+# Opt-in layout model: the same classifier also reading a frozen all-MiniLM-L6-v2 embedding of
+# each line (a few minutes on CPU; no presets use it, see README "Layout filtering").
+train-layout-trf: install-trf
+	$(BIN)/medtext train layout --text-encoder all-MiniLM-L6-v2
+
 # The radiology preset's RadGraph entity + relation models on the team's reports (about 4 min).
 train-relations: install
 	$(BIN)/medtext train relations
+
+# The radiology_trf preset's models: all-MiniLM-L6-v2 under the RadGraph NER and relations
+# (minutes on a GPU with GPU=--gpu-id 0; see README for the CPU time).
+train-relations-trf: install-trf
+	$(BIN)/medtext train relations --arch trf $(GPU)
 
 # medtext_errors' sentence classifier on MEDEC-MS validation (../shared/data) + the team's injected
 # errors (about 5 min on 2 CPUs); use it with medtext_errors.classifier = "medtext:errors_cross".

@@ -2,6 +2,7 @@
 on their plain-text exports; the downstream effect on entities; pages/s.
 
     python benchmarks/layout.py [--holdout boxed|all] [--docs 360] [--epochs 12]
+                                [--text-encoder all-MiniLM-L6-v2]
 
 For each held-out family a model is trained (``medtext.train_layout.train_layout``) on the other
 families only, then scored on the held-out family's letters:
@@ -38,8 +39,13 @@ def main() -> None:
     p.add_argument("--holdout", default="all", help="a family name, or 'all' (leave each out in turn)")
     p.add_argument("--docs", type=int, default=360)
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "layout.json")
+    p.add_argument("--text-encoder", default=None,
+                   help="train with a frozen sentence encoder's line embeddings (the trf preset's model)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results JSON (default benchmarks/results/layout.json, layout_trf.json with --text-encoder)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / ("layout_trf.json" if args.text_encoder else "layout.json")
 
     import spacy
     from spacy.training import Example
@@ -53,7 +59,8 @@ def main() -> None:
 
     labels_path = ensure_corpus(layout_data_dir(), args.docs)
     families = list(FAMILIES) if args.holdout == "all" else [args.holdout]
-    results: dict = {"anchor": ANCHOR, "docs": args.docs, "epochs": args.epochs, "holdout": {}}
+    results: dict = {"anchor": ANCHOR, "docs": args.docs, "epochs": args.epochs,
+                     "text_encoder": args.text_encoder, "holdout": {}}
     ner_off = medtext.load("default")  # the default preset without layout filtering or linking
     for name in ("medtext_layout", "medtext_linker"):
         if name in ner_off.pipe_names:
@@ -61,7 +68,8 @@ def main() -> None:
     samples = sorted((ROOT / "corpora" / "samples").glob("*.txt"))
     for fam in families:
         with tempfile.TemporaryDirectory() as tmp:
-            rep = train_layout(docs=args.docs, holdout=fam, epochs=args.epochs, out=Path(tmp) / "m")
+            rep = train_layout(docs=args.docs, holdout=fam, epochs=args.epochs, out=Path(tmp) / "m",
+                               text_encoder=args.text_encoder)
             nlp = spacy.load(Path(tmp) / "m")
         res: dict = {"train_seconds": rep["train_seconds"], "train_examples": rep["train_examples"]}
         for kind in ("pdf", "txt"):

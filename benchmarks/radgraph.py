@@ -2,9 +2,10 @@
 relation classifier alone on gold entities.
 
     python benchmarks/radgraph.py [--split test] [--gold corpora/radgraph | RADGRAPH.json]
+                                  [--preset radiology | radiology_trf]
 
-Needs the models of ``medtext train relations``. Prints a table and writes
-benchmarks/results/radgraph.json: strict entity and relation micro-F1 (per label / type),
+Needs the models of ``medtext train relations`` (``--arch trf`` for ``radiology_trf``). Prints a table and writes
+benchmarks/results/radgraph.json (radgraph_trf.json for radiology_trf): strict entity and relation micro-F1 (per label / type),
 RadGraph F1 (RG_E, RG_ER, full), reports/s and relations/s (single process, 2 CPUs here).
 Anchors (other data: MIMIC-CXR and CheXpert test sets of RadGraph): relation micro-F1 0.82 / 0.73
 for the RadGraph benchmark model.
@@ -25,8 +26,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gold", type=Path, default=ROOT / "corpora" / "radgraph")
     p.add_argument("--split", default="test")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "radgraph.json")
+    p.add_argument("--preset", default="radiology", choices=("radiology", "radiology_trf"))
+    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    if args.out is None:
+        name = "radgraph_trf.json" if args.preset == "radiology_trf" else "radgraph.json"
+        args.out = ROOT / "benchmarks" / "results" / name
 
     import medtext
     from medtext.corpora.radgraph_data import gold_items
@@ -34,7 +39,7 @@ def main() -> None:
     from medtext.train_relations import report_docs, score_docs
 
     gold_json, reports, items = gold_items(args.gold, args.split)
-    nlp = medtext.load("radiology")
+    nlp = medtext.load(args.preset)
     pred_json, seconds = predict_radgraph(nlp, items)
     end_to_end = score_radgraph(gold_json, pred_json)
     n_rel = sum(len(e["relations"]) for d in pred_json.values() for e in d["entities"].values())
@@ -47,7 +52,7 @@ def main() -> None:
         d._.relations = None
         docs.append(d)
     gold_entities = score_docs(pairs, list(rel.pipe(docs)))["relations"]
-    results = {"gold": str(args.gold), "split": args.split, "reports": len(items), "anchors": ANCHORS,
+    results = {"preset": args.preset, "gold": str(args.gold), "split": args.split, "reports": len(items), "anchors": ANCHORS,
                "end_to_end": end_to_end, "relations_given_gold_entities": gold_entities,
                "reports_per_s": round(len(items) / seconds, 1), "relations_per_s": round(n_rel / seconds, 1),
                "model": nlp.meta.get("medtext_models", {}).get("medtext_relations")}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 from typing import Any, Callable, Iterable
 
 import numpy
@@ -68,11 +69,19 @@ def _features(doc: Doc) -> tuple[list[dict[str, Any]], LineFeatures]:
 
 @registry.architectures("medtext.LayoutClassifier.v1")
 def build_layout_model(width: int = 64, embed_rows: int = 4000, embed_width: int = 32, lstm_depth: int = 1,
-                       dropout: float = 0.1, n_labels: int = len(LABELS)) -> Model[list[LineFeatures], list[Floats2d]]:
+                       dropout: float = 0.1, n_labels: int = len(LABELS), text_encoder: str | None = None,
+                       text_device: str = "cpu") -> Model[list[LineFeatures], list[Floats2d]]:
+    """``text_encoder``: optionally a sentence-transformers / Hugging Face encoder (name or path;
+    ``all-MiniLM-L6-v2`` resolves to the packaged weights) whose frozen embedding of each line's
+    text joins the line's features (``medtext train layout --text-encoder``); needs the trf extra."""
     tokens = chain(_get_tokens(), with_array(HashEmbed(embed_width, embed_rows)), reduce_mean())
     numeric = chain(_get_feats(), Maxout(width, N_FEATURES, nP=2, normalize=True, dropout=dropout))
-    line = chain(concatenate(tokens, numeric),
-                 Maxout(width, embed_width + width, nP=2, normalize=True, dropout=dropout))
+    parts, n_in = [tokens, numeric], embed_width + width
+    if text_encoder:
+        encoder = _text_vectors(text_encoder, text_device)
+        parts.append(chain(encoder, Maxout(width, encoder.get_dim("nO"), nP=2, normalize=True, dropout=dropout)))
+        n_in += width
+    line = chain(concatenate(*parts), Maxout(width, n_in, nP=2, normalize=True, dropout=dropout))
     context = with_padded(LSTM(width, width, bi=True, depth=lstm_depth))
     # the classifier reads each line's own encoding and its page context (the bi-LSTM gives
     # width/2 per direction)
@@ -97,6 +106,38 @@ def _get_feats() -> Model:
     def forward(model, X: LineFeatures, is_train):
         return model.ops.asarray(X.feats, dtype="float32"), lambda d: X
     return Model("layout_feats", forward)
+
+
+_TEXT_CACHE: dict[tuple[str, str], numpy.ndarray] = {}
+_TEXT_CACHE_SIZE = 200_000
+MAX_TEXT_CHARS = 512  # a line is furniture or body by its start; a 1 MB line is not encoded whole
+
+
+def _text_vectors(name: str, device: str) -> Model:
+    """Frozen sentence embeddings of the lines' text, cached by (model, text): training reads
+    the same lines every epoch, and running headers repeat."""
+    from medtext.terminologies.embeddings import load_model
+
+    try:
+        encoder = load_model(name, device=device)
+    except Exception as e:  # noqa: BLE001 - a missing stack or model is a configuration error
+        from medtext.errors import ConfigError
+
+        raise ConfigError(f"medtext_layout text_encoder {name!r} cannot be loaded: {e}") from e
+
+    def forward(model, X: LineFeatures, is_train):
+        texts = [t[:MAX_TEXT_CHARS] for t in X.texts]
+        todo = sorted({t for t in texts if (name, t) not in _TEXT_CACHE})
+        if todo:
+            if len(_TEXT_CACHE) + len(todo) > _TEXT_CACHE_SIZE:
+                _TEXT_CACHE.clear()
+            vecs = encoder.encode(todo, batch_size=128, normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=False)
+            _TEXT_CACHE.update({(name, t): v.astype("float16") for t, v in zip(todo, vecs)})
+        V = numpy.stack([_TEXT_CACHE[(name, t)] for t in texts]).astype("float32")
+        return model.ops.asarray2f(V), lambda d: X
+    return Model("layout_text_vectors", forward, dims={"nO": encoder.get_embedding_dimension()},
+                 attrs={"text_encoder": name})
 
 
 def _forward(model: Model, docs: list[LineFeatures], is_train: bool):
@@ -184,6 +225,7 @@ class LayoutClassifier(MedtextTrainablePipe):
             best = probs.argmax(axis=1) if probs is not None else []
             for row, k in zip(feats.rows, best):
                 labels[row] = self.labels[int(k)]
+            _label_rules(feats, labels)
             if probs is not None and "body" not in labels:
                 # a document always has a body: a one-line note, an abstract pasted as one line
                 # or a page the model reads as all furniture keeps its most body-like line
@@ -235,6 +277,29 @@ class LayoutClassifier(MedtextTrainablePipe):
 
     def score(self, examples: Iterable[Example], **kwargs) -> dict[str, Any]:
         return score_layout(examples)
+
+
+_CONTENT = re.compile(r"[^\W_]")
+
+
+def _label_rules(feats: LineFeatures, labels: list[str | None]) -> None:
+    """A rule line ("=====", "-----", "* * *": no letter or digit) carries no content: it
+    belongs to the furniture it borders (the nearest line with content before it, else after it,
+    that is not body), and to the body when it sits between body lines."""
+    rows = feats.rows
+    content = [bool(_CONTENT.search(t)) for t in feats.texts] if len(feats.texts) == len(rows) else []
+    if not content or all(content):
+        return
+    for j, has in enumerate(content):
+        if has:
+            continue
+        before = next((labels[rows[k]] for k in range(j - 1, -1, -1) if content[k]), None)
+        after = next((labels[rows[k]] for k in range(j + 1, len(rows)) if content[k]), None)
+        furniture = [x for x in (before, after) if x is not None and x != "body"]
+        if furniture:
+            labels[rows[j]] = furniture[0]
+        elif before or after:
+            labels[rows[j]] = "body"
 
 
 def score_layout(examples: Iterable[Example]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import re
 import statistics
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy
@@ -57,6 +57,7 @@ class LineFeatures:
     token_ids: numpy.ndarray   # uint64 [sum(lengths)]
     token_lengths: numpy.ndarray  # int32 [n]
     pages: list[int]
+    texts: list[str] = field(default_factory=list)  # the rows' stripped text (for a text encoder)
 
 
 def _hash(s: str) -> int:
@@ -176,7 +177,8 @@ def extract(text: str, lines: list[dict[str, Any]]) -> LineFeatures:
     seqs = [min(MAX_SEQUENCE, len(page_rows[p]) - k) for p in pages
             for k in range(0, len(page_rows[p]), MAX_SEQUENCE)]
     return LineFeatures(rows, feats, numpy.array([t for ids in token_ids for t in ids], dtype="uint64"),
-                        numpy.array([len(ids) for ids in token_ids], dtype="int32"), seqs)
+                        numpy.array([len(ids) for ids in token_ids], dtype="int32"), seqs,
+                        [t.strip() for t in texts])
 
 
 def _columns(feats: numpy.ndarray, page_lines: list[dict[str, Any]], js: list[int], base: int,

@@ -2,8 +2,8 @@
 
 For every ordered pair of entities (head, tail) no more than ``max_distance`` tokens apart, the
 model reads both spans' contextual token vectors (mean-pooled from its own tok2vec: spaCy's
-HashEmbedCNN in ``default``, any transformer listener or ``spacy-transformers`` model can be
-swapped in by config), their product, the two entity labels and the bucketed distance, and
+HashEmbedCNN in ``default``; ``medtext train relations --arch trf`` puts a Hugging Face encoder
+there through ``spacy-transformers.Tok2VecTransformer.v3`` + ``medtext.ProjectedTok2Vec.v1``), their product, the two entity labels and the bucketed distance, and
 predicts one of ``none`` + the relation labels (``modify``, ``located_at``, ``suggestive_of``).
 
 Writes ``doc._.relations``: a list of ``(head_start, head_end, tail_start, tail_end, label,
@@ -86,6 +86,18 @@ def build_relation_model(tok2vec: Model, width: int = 64, max_distance: int = 30
                 Softmax(len(RELATION_LABELS) + 1, width))
     return Model("relation_classifier", _forward, layers=[tok2vec, mlp], init=_init,
                  attrs={"max_distance": max_distance, "t2v_width": t2v_width})
+
+
+@registry.architectures("medtext.ProjectedTok2Vec.v1")
+def build_projected_tok2vec(tok2vec: Model, width: int = 128) -> Model[list[Doc], list[Floats2d]]:
+    """``tok2vec`` (e.g. ``spacy-transformers.Tok2VecTransformer.v3``, whose width is only known
+    once its encoder is loaded) followed by a linear projection to a fixed ``width``, as the
+    relation model needs."""
+    from thinc.api import Linear, with_array
+
+    model = chain(tok2vec, with_array(Linear(width)))
+    model.set_dim("nO", width)
+    return model
 
 
 def _init(model: Model, X=None, Y=None) -> None:

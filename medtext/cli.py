@@ -297,8 +297,13 @@ def train_layout_cmd(
     docs: int = typer.Option(360, min=12, help="Synthetic letters to render (spread over the template families)"),
     holdout: Optional[str] = typer.Option(None, help="Keep this template family out of training"),
     epochs: int = typer.Option(12, min=1, help="Passes over the training letters"),
-    out: Optional[Path] = typer.Option(None, help="Where to save (default $MEDTEXT_HOME/models/layout)"),
+    out: Optional[Path] = typer.Option(None, help="Where to save (default $MEDTEXT_HOME/models/layout, "
+                                       "models/layout_trf with --text-encoder)"),
     seed: int = typer.Option(0, help="Random seed (corpus and training)"),
+    text_encoder: Optional[str] = typer.Option(
+        None, help="Add a frozen sentence encoder's embedding of each line (sentence-transformers / "
+        "Hugging Face name or path; all-MiniLM-L6-v2 is packaged), saved to models/layout_trf; opt-in "
+        "(it did not beat the line features, see README). Needs the trf extra"),
 ) -> None:
     """Train the layout classifier (medtext_layout: body / header / footer / side / signature /
     pagination / other per line) on synthetic letters rendered to PDF and plain text with known
@@ -312,7 +317,8 @@ def train_layout_cmd(
     try:
         from .train_layout import train_layout
 
-        report = train_layout(docs=docs, holdout=holdout, epochs=epochs, out=out, seed=seed)
+        report = train_layout(docs=docs, holdout=holdout, epochs=epochs, out=out, seed=seed,
+                              text_encoder=text_encoder)
     except ImportError as e:
         _fail(f"rendering the training letters needs reportlab ({e}): pip install 'medtext[pdfgen]'", EXIT_USAGE)
     except ConfigError as e:
@@ -326,16 +332,23 @@ def train_relations_cmd(
                                                     "RadGraph train.json); default: the team's reports"),
     dev: Optional[Path] = typer.Option(None, help="RadGraph JSON for model selection (with --train)"),
     epochs: int = typer.Option(40, min=1, help="Passes over the training reports"),
-    out: Optional[Path] = typer.Option(None, help="Where to save (default $MEDTEXT_HOME/models/radgraph)"),
+    out: Optional[Path] = typer.Option(None, help="Where to save (default $MEDTEXT_HOME/models/radgraph, "
+                                       "models/radgraph_trf with --arch trf)"),
     seed: int = typer.Option(0, help="Random seed"),
+    arch: str = typer.Option("cnn", help="cnn (the radiology preset; CPU) or trf (the radiology_trf preset: "
+                             "a Hugging Face encoder under both models; needs the trf extra)"),
+    model: Optional[str] = typer.Option(None, help="--arch trf: Hugging Face encoder name or path "
+                                        "(default all-MiniLM-L6-v2, packaged)"),
+    learn_rate: Optional[float] = typer.Option(None, help="Adam learning rate (trf default 1e-4 with warm-up)"),
+    gpu_id: int = typer.Option(-1, help="GPU to train on (-1 = CPU)"),
 ) -> None:
     """Train the radiology preset's models: RadGraph entities (CNN NER) and relations
     (medtext_relations), on the team's reports (corpora/radgraph, train split; dev for model
-    selection) or on RadGraph JSON. CPU, about 2-3 min for the team's 102 reports."""
+    selection) or on RadGraph JSON. CPU, about 2-3 min for the team's 102 reports with the CNN."""
     import json
     import logging
 
-    from .errors import InputError
+    from .errors import ConfigError, InputError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if dev is not None and train is None:
@@ -343,8 +356,9 @@ def train_relations_cmd(
     try:
         from .train_relations import train_relations
 
-        report = train_relations(train_json=train, dev_json=dev, epochs=epochs, out=out, seed=seed)
-    except InputError as e:
+        report = train_relations(train_json=train, dev_json=dev, epochs=epochs, out=out, seed=seed,
+                                 arch=arch, model=model, learn_rate=learn_rate, gpu_id=gpu_id)
+    except (InputError, ConfigError) as e:
         _fail(str(e), EXIT_USAGE)
     typer.echo(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 

@@ -130,9 +130,13 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     for name, rel in sourced.items():
         path = model_path(rel)
         if not (path / "config.cfg").is_file():
-            task = {"layout": "layout", "radgraph": "relations", "ner_trf": "ner --arch trf"}.get(rel, "ner")
+            task, make = {"layout": ("layout", "layout"), "radgraph": ("relations", "relations"),
+                          "ner_trf": ("ner --arch trf", "ner-trf"),
+                          "radgraph_trf": ("relations --arch trf", "relations-trf"),
+                          "layout_trf": ("layout --text-encoder all-MiniLM-L6-v2", "layout-trf")
+                          }.get(rel, ("ner", "ner"))
             raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
-                              f"`medtext train {task}` (or `make train-{task.replace(' --arch ', '-')}`)")
+                              f"`medtext train {task}` (or `make train-{make}`)")
         if rel not in loaded:
             if (path / "transformer").is_dir():
                 import importlib.util

@@ -86,14 +86,15 @@ def load_examples(nlp, labels_path: Path, *, families: Iterable[str] | None = No
     return out
 
 
-def new_pipeline():
+def new_pipeline(text_encoder: str | None = None):
     import spacy
 
     from medtext.extensions import register_extensions
 
     register_extensions()
     nlp = spacy.blank("en")
-    nlp.add_pipe("medtext_layout")
+    config = {"model": {"text_encoder": text_encoder}} if text_encoder else {}
+    nlp.add_pipe("medtext_layout", config=config)
     return nlp
 
 
@@ -108,8 +109,10 @@ def evaluate(nlp, examples) -> dict[str, Any]:
 
 def train_layout(*, docs: int = 360, holdout: str | None = None, epochs: int = 12, batch_size: int = 8,
                  seed: int = 0, out: Path | None = None, data_dir: Path | None = None,
-                 corpus: Path | None = None) -> dict[str, Any]:
-    """Train and save; ``corpus`` (a labels.jsonl) skips rendering the default corpus."""
+                 corpus: Path | None = None, text_encoder: str | None = None) -> dict[str, Any]:
+    """Train and save; ``corpus`` (a labels.jsonl) skips rendering the default corpus.
+    ``text_encoder`` adds a frozen sentence encoder's embedding of each line (saved by name;
+    default output ``$MEDTEXT_HOME/models/layout_trf``, opt-in: source it in a preset file)."""
     from spacy.util import fix_random_seed, minibatch
     from thinc.api import Adam
 
@@ -122,7 +125,7 @@ def train_layout(*, docs: int = 360, holdout: str | None = None, epochs: int = 1
         raise ConfigError(f"unknown template family {holdout!r}: use one of {', '.join(FAMILIES)}")
     fix_random_seed(seed)
     labels_path = corpus or ensure_corpus(data_dir or layout_data_dir(), docs, seed)
-    nlp = new_pipeline()
+    nlp = new_pipeline(text_encoder)
     train_families = [f for f in FAMILIES if f != holdout]
     t = time.perf_counter()
     examples = load_examples(nlp, labels_path, families=train_families)
@@ -154,8 +157,9 @@ def train_layout(*, docs: int = 360, holdout: str | None = None, epochs: int = 1
             best, best_bytes = key, nlp.get_pipe("medtext_layout").model.to_bytes()
     train_s = time.perf_counter() - t_train
     nlp.get_pipe("medtext_layout").model.from_bytes(best_bytes)
-    target = out or models_dir() / "layout"
-    report = {"families": train_families, "holdout": holdout, "train_examples": len(train),
+    target = out or models_dir() / ("layout_trf" if text_encoder else "layout")
+    report = {"families": train_families, "holdout": holdout, "text_encoder": text_encoder,
+              "train_examples": len(train),
               "dev_examples": len(dev), "epochs": epochs, "read_seconds": round(read_s, 1),
               "train_seconds": round(train_s, 1), "history": history, "path": str(target)}
     nlp.meta["medtext_training"] = {k: v for k, v in report.items() if k != "path"}

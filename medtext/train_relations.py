@@ -3,6 +3,7 @@
 
     medtext train relations                                  # the team's reports (corpora/radgraph)
     medtext train relations --train train.json --dev dev.json   # licensed RadGraph JSON
+    medtext train relations --arch trf [--model NAME]           # a Hugging Face encoder (radiology_trf)
 
 The NER learns from the reports' text; the relation classifier from the gold entities (teacher
 forcing), so each is trained on its own task. Each epoch is scored on dev (entity F1; relation
@@ -20,17 +21,52 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def new_pipeline():
+ARCHS = ("cnn", "trf")
+
+
+def transformer_tok2vec(name: str) -> dict[str, Any]:
+    """An inline ``spacy-transformers`` tok2vec (its weights are saved with the component)."""
+    return {"@architectures": "spacy-transformers.Tok2VecTransformer.v3", "name": name,
+            "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+            "tokenizer_config": {"use_fast": True}, "transformer_config": {}, "mixed_precision": False,
+            "grad_scaler_config": {}, "pooling": {"@layers": "reduce_mean.v1"}, "grad_factor": 1.0}
+
+
+def new_pipeline(arch: str = "cnn", model: str | None = None):
+    """A blank pipeline with ``ner`` + ``medtext_relations``: CNN tok2vecs (``cnn``) or one
+    Hugging Face encoder per component (``trf``; default all-MiniLM-L6-v2, packaged)."""
     import spacy
 
-    from medtext.components.relations import register_relation_extensions
+    from medtext.components.relations import DEFAULT_MODEL, register_relation_extensions
+    from medtext.errors import ConfigError
     from medtext.extensions import register_extensions
 
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown relations architecture {arch!r}: use {' or '.join(ARCHS)}")
+    if model and arch != "trf":
+        raise ConfigError("a transformer model name needs --arch trf")
     register_extensions()
     register_relation_extensions()
     nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "medtext.clinical_tokenizer.v1"}}})
-    nlp.add_pipe("ner")
-    nlp.add_pipe("medtext_relations")
+    if arch == "cnn":
+        nlp.add_pipe("ner")
+        nlp.add_pipe("medtext_relations")
+        return nlp
+    import importlib.util
+
+    if importlib.util.find_spec("spacy_transformers") is None:
+        raise ConfigError("--arch trf needs spacy-transformers: pip install 'medtext[trf]'")
+    from medtext.terminologies.embeddings import resolve_model
+
+    name = model or resolve_model("all-MiniLM-L6-v2")[0]
+    nlp.add_pipe("ner", config={"model": {
+        "@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
+        "hidden_width": 64, "maxout_pieces": 2, "use_upper": False, "nO": None,
+        "tok2vec": transformer_tok2vec(name)}})
+    rel_model = {k: v for k, v in DEFAULT_MODEL.items() if k != "tok2vec"}
+    rel_model["tok2vec"] = {"@architectures": "medtext.ProjectedTok2Vec.v1", "width": 128,
+                            "tok2vec": transformer_tok2vec(name)}
+    nlp.add_pipe("medtext_relations", config={"model": rel_model})
     return nlp
 
 
@@ -83,7 +119,12 @@ def score_docs(pairs, pred_docs) -> dict[str, Any]:
 
 
 def train_relations(*, train_json: Path | None = None, dev_json: Path | None = None, epochs: int = 40,
-                    batch_size: int = 2, seed: int = 0, out: Path | None = None) -> dict[str, Any]:
+                    batch_size: int = 2, seed: int = 0, out: Path | None = None, arch: str = "cnn",
+                    model: str | None = None, learn_rate: float | None = None,
+                    gpu_id: int = -1) -> dict[str, Any]:
+    """``arch="trf"``: a Hugging Face encoder (``model``, default all-MiniLM-L6-v2) under both
+    models, Adam at ``learn_rate`` (default 1e-4) with linear warm-up and decay; saved to
+    ``$MEDTEXT_HOME/models/radgraph_trf`` (the ``radiology_trf`` preset)."""
     from spacy.training import Example
     from spacy.util import fix_random_seed, minibatch
 
@@ -92,19 +133,30 @@ def train_relations(*, train_json: Path | None = None, dev_json: Path | None = N
     from medtext.pipeline import models_dir
 
     fix_random_seed(seed)
+    if gpu_id >= 0:
+        from spacy.util import require_gpu
+
+        require_gpu(gpu_id)
     if train_json is not None:
         train_reps = read_radgraph_json(train_json)
         dev_reps = read_radgraph_json(dev_json) if dev_json else train_reps[:max(1, len(train_reps) // 10)]
         source = str(train_json)
     else:
         train_reps, dev_reps, source = read_reports(split="train"), read_reports(split="dev"), "corpora/radgraph"
-    nlp = new_pipeline()
+    nlp = new_pipeline(arch, model)
     train, dev = report_docs(nlp, train_reps), report_docs(nlp, dev_reps)
     ner_examples = [Example(plain, gold) for plain, gold in train]
     rel_examples = [Example(gold.copy(), gold) for _, gold in train]
     for ex, (_, gold) in zip(rel_examples, train):
         ex.predicted.ents = [ex.predicted.char_span(e.start_char, e.end_char, label=e.label_) for e in gold.ents]
     optimizer = nlp.initialize(lambda: ner_examples)
+    if arch == "trf":  # spaCy's default rate (1e-3) wrecks a pretrained encoder
+        from thinc.api import Adam, warmup_linear
+
+        steps = epochs * -(-len(train) // batch_size)
+        optimizer = Adam(warmup_linear(learn_rate or 1e-4, max(1, steps // 10), steps))
+    elif learn_rate is not None:
+        optimizer.learn_rate = learn_rate
     nlp.get_pipe("medtext_relations").initialize(lambda: rel_examples)
     ner, rel = nlp.get_pipe("ner"), nlp.get_pipe("medtext_relations")
     rng = random.Random(seed)
@@ -118,6 +170,7 @@ def train_relations(*, train_json: Path | None = None, dev_json: Path | None = N
         for batch in minibatch(order, size=batch_size):
             ner.update([ner_examples[i] for i in batch], sgd=optimizer, losses=losses, drop=0.1)
             rel.update([rel_examples[i] for i in batch], sgd=optimizer, losses=losses)
+            optimizer.step_schedules()  # the trf warm-up / decay schedule advances per batch
         # dev: entities predicted by the NER; relations predicted on the gold entities
         ner_docs = list(ner.pipe([plain.copy() for plain, _ in dev]))
         gold_ent_docs = []
@@ -139,8 +192,8 @@ def train_relations(*, train_json: Path | None = None, dev_json: Path | None = N
     train_s = time.perf_counter() - t0
     ner.model.from_bytes(best["ner"][1])
     rel.model.from_bytes(best["rel"][1])
-    target = out or models_dir() / "radgraph"
-    report = {"source": source, "train_reports": len(train), "dev_reports": len(dev), "epochs": epochs,
+    target = out or models_dir() / ("radgraph_trf" if arch == "trf" else "radgraph")
+    report = {"source": source, "arch": arch, "train_reports": len(train), "dev_reports": len(dev), "epochs": epochs,
               "best_dev_entity_f1": best["ner"][0], "best_dev_relation_f1_gold_entities": best["rel"][0],
               "train_seconds": round(train_s, 1), "history": history, "path": str(target)}
     nlp.meta["medtext_training"] = {k: v for k, v in report.items() if k not in ("path", "history")}

@@ -239,7 +239,7 @@ def _write_embeddings(out_dir: Path, terms: list[str], model: str, *, batch_size
         from .embeddings import load_model, resolve_model
 
         model_id = resolve_model(model)[1]
-        dim = load_model(model, device=device).get_sentence_embedding_dimension()
+        dim = load_model(model, device=device).get_embedding_dimension()
         vectors = numpy.zeros((0, dim), dtype="float32")
     with atomic_path(out_dir / "embeddings.f16.npy") as tmp, open(tmp, "wb") as f:
         numpy.save(f, vectors.astype("float16"))

@@ -167,3 +167,52 @@ def test_rotated_pdf_pages_warn_and_are_read_without_geometry(trained, tmp_path)
     doc = nlp.make_doc(text)
     doc._.lines = lines
     assert len(nlp(doc)._.line_labels) == len(lines)
+
+
+def test_rule_lines_follow_the_furniture_they_border():
+    from medtext.components.layout import _label_rules
+
+    text = ("=====\nST. EXAMPLE HOSPITAL\n=====\nHPI: chest pain.\n-----\nPlan: aspirin.\n"
+            "* * *\n- - -\nPage 1 of 1\n")
+    lines = text_lines(text)
+    f = extract(text, lines)
+    assert f.texts[:2] == ["=====", "ST. EXAMPLE HOSPITAL"]
+    labels = [None] * len(lines)
+    for r, label in zip(f.rows, ["body", "header", "body", "body", "header", "body", "body", "body",
+                                 "pagination"]):
+        labels[r] = label
+    _label_rules(f, labels)
+    # furniture before or after wins; between body lines a rule is body; content lines keep theirs
+    assert [labels[r] for r in f.rows] == ["header", "header", "header", "body", "body", "body",
+                                           "pagination", "pagination", "pagination"]
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    pytest.importorskip("sentence_transformers")
+    from tests.test_linker import _tiny_models
+
+    return _tiny_models(tmp_path_factory.mktemp("tiny_layout_enc"))[0]
+
+
+def test_text_encoder_model_trains_saves_and_loads_by_name(corpus, tiny_encoder, tmp_path, medtext_home):
+    import spacy
+
+    from medtext.components import layout
+    from medtext.train_layout import evaluate, load_examples, train_layout
+
+    out = tmp_path / "layout_trf"
+    report = train_layout(docs=0, epochs=10, out=out, corpus=corpus, text_encoder=tiny_encoder)
+    assert report["text_encoder"] == tiny_encoder and len(report["history"]) == 10
+    cfg = (out / "config.cfg").read_text()
+    assert f'text_encoder = "{tiny_encoder}"' in cfg  # the encoder is saved by name, not copied
+    layout._TEXT_CACHE.clear()
+    nlp = spacy.load(out)
+    exs = load_examples(nlp, corpus, kinds=("txt",))
+    scores = evaluate(nlp, exs)
+    assert scores["layout_body_f"] > 0.9 and scores["layout_macro_f"] > 0.4, scores  # it learnt furniture
+    assert any(key[0] == tiny_encoder for key in layout._TEXT_CACHE)  # the encoder did run
+    long_line = "x" * 5000
+    assert nlp(long_line)._.line_labels == ["body"]
+    assert all(len(t) <= layout.MAX_TEXT_CHARS for _, t in layout._TEXT_CACHE)
+

@@ -100,3 +100,56 @@ def test_missing_model_says_how_to_build_it(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDTEXT_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="medtext train relations"):
         medtext.load("radiology")
+
+
+def test_missing_trf_model_says_how_to_build_it(tmp_path, monkeypatch):
+    import medtext
+    from medtext.errors import ConfigError
+
+    monkeypatch.setenv("MEDTEXT_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"radgraph_trf.*medtext train relations --arch trf.*make train-relations-trf"):
+        medtext.load("radiology_trf")
+
+
+def test_bad_arch_is_a_config_error():
+    from medtext.errors import ConfigError
+    from medtext.train_relations import new_pipeline
+
+    with pytest.raises(ConfigError, match="unknown relations architecture 'lstm'"):
+        new_pipeline("lstm")
+    with pytest.raises(ConfigError, match="--arch trf"):
+        new_pipeline("cnn", "bert-base-uncased")
+
+
+@pytest.mark.slow
+def test_trf_relations_train_save_and_load_without_the_backbone(radgraph_model, tmp_path, monkeypatch):
+    """A tiny random BERT under both RadGraph models: trains, is saved with its weights (the
+    backbone folder is deleted before loading) and runs as the radiology_trf preset."""
+    pytest.importorskip("spacy_transformers")
+    import shutil
+
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    import medtext
+    from medtext.terminologies.embeddings import resolve_model
+    from medtext.train_relations import train_relations
+
+    _, _, root = radgraph_model
+    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=256)
+    bert = tmp_path / "bert"
+    BertModel(cfg).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEDTEXT_HOME", str(home))
+    report = train_relations(train_json=root / "train.json", dev_json=root / "dev.json", epochs=2, arch="trf",
+                             model=str(bert))
+    assert report["arch"] == "trf" and report["path"] == str(home / "models" / "radgraph_trf")
+    losses = [h["losses"] for h in report["history"]]
+    assert len(losses) == 2 and losses[0] != losses[1]  # the warm-up schedule advances: weights move
+    shutil.rmtree(bert)
+    nlp = medtext.load("radiology_trf")
+    assert nlp.pipe_names[0] == "medtext_layout" and nlp.pipe_names[-1] == "medtext_relations"
+    doc = nlp("FINDINGS: Small right pleural effusion. No pneumothorax.")
+    assert isinstance(doc._.relations, list) and doc._.record["text"].startswith("FINDINGS")
