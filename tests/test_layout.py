@@ -216,3 +216,49 @@ def test_text_encoder_model_trains_saves_and_loads_by_name(corpus, tiny_encoder,
     assert nlp(long_line)._.line_labels == ["body"]
     assert all(len(t) <= layout.MAX_TEXT_CHARS for _, t in layout._TEXT_CACHE)
 
+
+
+def test_shipped_model_keeps_a_note_without_furniture_all_body():
+    import spacy
+
+    from medtext.pipeline import PACKAGED_MODELS
+
+    nlp = spacy.load(PACKAGED_MODELS / "layout")
+    note = ("HPI: 67F with 3 days of productive cough and fever to 38.6 C.\n"
+            "Denies chest pain or hemoptysis.\n\n"
+            "Exam: crackles at the right base, SpO2 93% on room air.\n"
+            "CXR: right lower lobe consolidation.\n\n"
+            "Assessment and plan:\n"
+            "1. Community-acquired pneumonia: amoxicillin 1 g PO TID for 5 days.\n"
+            "2. Recheck in 48 hours, sooner if short of breath.\n")
+    labels = nlp(note)._.line_labels
+    assert [x for x in labels if x is not None] == ["body"] * 7
+
+
+def test_200_page_pdf_is_read_and_classified(tmp_path):
+    pytest.importorskip("reportlab")
+    import spacy
+    from reportlab.pdfgen import canvas
+
+    from medtext.pipeline import PACKAGED_MODELS
+    from medtext.readers.pdf import read_pdf
+
+    path = tmp_path / "long.pdf"
+    c = canvas.Canvas(str(path), pagesize=(612, 792))
+    for page in range(1, 201):
+        c.setFont("Helvetica-Bold", 12)
+        c.drawString(60, 750, "NORTHBROOK VALLEY MEDICAL CENTER")
+        c.setFont("Helvetica", 10)
+        for i in range(20):
+            c.drawString(60, 720 - 14 * i, f"Day {page}: vitals stable, mild chest pain, plan unchanged ({i}).")
+        c.drawString(280, 30, f"Page {page} of 200")
+        c.showPage()
+    c.save()
+    text, lines, _ = read_pdf(path, "long.pdf")
+    nlp = spacy.load(PACKAGED_MODELS / "layout")
+    doc = nlp.make_doc(text)
+    doc._.lines = lines
+    labels = nlp(doc)._.line_labels
+    assert len(labels) == len(lines) == 200 * 22
+    assert labels.count("body") == 200 * 20  # the running letterhead and page numbers are furniture
+    assert labels.count("pagination") + labels.count("header") + labels.count("footer") == 400
