@@ -331,7 +331,8 @@ def train_relations_cmd(
     train: Optional[Path] = typer.Option(None, help="RadGraph JSON to train on (e.g. the licensed "
                                                     "RadGraph train.json); default: the team's reports"),
     dev: Optional[Path] = typer.Option(None, help="RadGraph JSON for model selection (with --train)"),
-    epochs: int = typer.Option(40, min=1, help="Passes over the training reports"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Passes over the training reports (default 40 "
+                                         "with the CNN, 20 with --arch trf)"),
     out: Optional[Path] = typer.Option(None, help="Where to save (default $MEDTEXT_HOME/models/radgraph, "
                                        "models/radgraph_trf with --arch trf)"),
     seed: int = typer.Option(0, help="Random seed"),
