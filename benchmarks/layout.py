@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=360)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--text-encoder", default=None,
-                   help="train with a frozen sentence encoder's line embeddings (the trf preset's model)")
+                   help="train with a frozen sentence encoder's line embeddings (the opt-in layout_trf model)")
     p.add_argument("--out", type=Path, default=None,
                    help="results JSON (default benchmarks/results/layout.json, layout_trf.json with --text-encoder)")
     args = p.parse_args()

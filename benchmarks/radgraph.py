@@ -4,9 +4,10 @@ relation classifier alone on gold entities.
     python benchmarks/radgraph.py [--split test] [--gold corpora/radgraph | RADGRAPH.json]
                                   [--preset radiology | radiology_trf]
 
-Needs the models of ``medtext train relations`` (``--arch trf`` for ``radiology_trf``). Prints a table and writes
-benchmarks/results/radgraph.json (radgraph_trf.json for radiology_trf): strict entity and relation micro-F1 (per label / type),
-RadGraph F1 (RG_E, RG_ER, full), reports/s and relations/s (single process, 2 CPUs here).
+Needs the models of ``medtext train relations`` (``--arch trf`` for ``radiology_trf``). Prints a
+table and writes benchmarks/results/radgraph.json (radgraph_trf.json for radiology_trf): strict
+entity and relation micro-F1 (per label / type), RadGraph F1 (RG_E, RG_ER, full), reports/s and
+relations/s (single process, 2 CPUs here).
 Anchors (other data: MIMIC-CXR and CheXpert test sets of RadGraph): relation micro-F1 0.82 / 0.73
 for the RadGraph benchmark model.
 """
@@ -52,7 +53,8 @@ def main() -> None:
         d._.relations = None
         docs.append(d)
     gold_entities = score_docs(pairs, list(rel.pipe(docs)))["relations"]
-    results = {"preset": args.preset, "gold": str(args.gold), "split": args.split, "reports": len(items), "anchors": ANCHORS,
+    results = {"preset": args.preset, "gold": str(args.gold), "split": args.split, "reports": len(items),
+               "anchors": ANCHORS,
                "end_to_end": end_to_end, "relations_given_gold_entities": gold_entities,
                "reports_per_s": round(len(items) / seconds, 1), "relations_per_s": round(n_rel / seconds, 1),
                "model": nlp.meta.get("medtext_models", {}).get("medtext_relations")}

@@ -287,8 +287,8 @@ def _label_rules(feats: LineFeatures, labels: list[str | None]) -> None:
     belongs to the furniture it borders (the nearest line with content before it, else after it,
     that is not body), and to the body when it sits between body lines."""
     rows = feats.rows
-    content = [bool(_CONTENT.search(t)) for t in feats.texts] if len(feats.texts) == len(rows) else []
-    if not content or all(content):
+    content = [bool(_CONTENT.search(t)) for t in feats.texts]
+    if all(content):
         return
     for j, has in enumerate(content):
         if has:

@@ -3,8 +3,9 @@
 For every ordered pair of entities (head, tail) no more than ``max_distance`` tokens apart, the
 model reads both spans' contextual token vectors (mean-pooled from its own tok2vec: spaCy's
 HashEmbedCNN in ``default``; ``medtext train relations --arch trf`` puts a Hugging Face encoder
-there through ``spacy-transformers.Tok2VecTransformer.v3`` + ``medtext.ProjectedTok2Vec.v1``), their product, the two entity labels and the bucketed distance, and
-predicts one of ``none`` + the relation labels (``modify``, ``located_at``, ``suggestive_of``).
+there through ``spacy-transformers.Tok2VecTransformer.v3`` + ``medtext.ProjectedTok2Vec.v1``),
+their product, the two entity labels and the bucketed distance, and predicts one of ``none`` +
+the relation labels (``modify``, ``located_at``, ``suggestive_of``).
 
 Writes ``doc._.relations``: a list of ``(head_start, head_end, tail_start, tail_end, label,
 score)`` (token offsets of the two entities; plain values, so Docs still serialise) for pairs
