@@ -109,3 +109,15 @@ def test_train_tiny_ner_and_clinical_preset(medtext_home):
                               "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
     info = medtext.to_record(nlp("HPI: chest pain."))["pipeline"]
     assert any(c["name"] == "ner" and c["model"] == str(path) for c in info["components"])
+
+
+def test_clinical_preset_runs_the_shipped_cnn_without_training(medtext_home, tmp_path, monkeypatch):
+    from medtext import pipeline
+    from medtext.pipeline import PACKAGED_MODELS
+
+    monkeypatch.setattr(pipeline, "models_dir", lambda: tmp_path / "models")  # nothing trained here
+    nlp = medtext.load("clinical")
+    assert nlp.meta["medtext_models"]["ner"] == str(PACKAGED_MODELS / "ner_cnn")
+    doc = nlp("HPI: chest pain and fever. PT: needs help putting on socks.")
+    got = {(e.text, e.label_) for e in doc.ents}
+    assert {("chest pain", "PROBLEM"), ("needs help putting on socks", "FUNCTION")} <= got
