@@ -119,6 +119,17 @@ def model_path(rel: str) -> Path:
     return packaged if (packaged / "config.cfg").is_file() else home
 
 
+def require_spacy_transformers(what: str) -> None:
+    """Import spacy-transformers (which registers its architectures), or raise a
+    :class:`ConfigError` starting with ``what`` that says how to install it."""
+    import importlib
+
+    try:
+        importlib.import_module("spacy_transformers")
+    except ImportError as e:
+        raise ConfigError(f"{what}: pip install 'medtext[trf]'") from e
+
+
 def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     """Add trained components named in the preset's ``[medtext.sourced]`` section
     (component = model folder, see :func:`model_path`): ``medtext_layout`` first (every later
@@ -139,11 +150,7 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
                               f"`medtext train {task}` (or `make train-{make}`)")
         if rel not in loaded:
             if (path / "transformer").is_dir():
-                import importlib.util
-
-                if importlib.util.find_spec("spacy_transformers") is None:
-                    raise ConfigError(f"preset {preset!r} runs a transformer model ({path}): "
-                                      "pip install 'medtext[trf]'")
+                require_spacy_transformers(f"preset {preset!r} runs a transformer model ({path})")
             loaded[rel] = spacy.load(path)
             vectors = loaded[rel].vocab.vectors
             if vectors.shape[0]:  # static vectors (e.g. `medtext train ner --vectors minilm`)

@@ -13,7 +13,6 @@ the ``trf`` preset) and installs the best model at ``$MEDTEXT_HOME/models/ner_cn
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import random
@@ -99,10 +98,9 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
         raise ConfigError("--model names a transformer backbone: use it with --arch trf")
     overrides: dict[str, object] = {}
     if arch == "trf":
-        try:
-            importlib.import_module("spacy_transformers")  # registers the architectures
-        except ImportError as e:
-            raise ConfigError("the trf NER needs spacy-transformers: pip install 'medtext[trf]'") from e
+        from .pipeline import require_spacy_transformers
+
+        require_spacy_transformers("the trf NER needs spacy-transformers")
         from .terminologies.embeddings import resolve_model
 
         # the packaged all-MiniLM-L6-v2 weights, resolved at run time (never a stored absolute path)

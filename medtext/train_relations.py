@@ -52,11 +52,10 @@ def new_pipeline(arch: str = "cnn", model: str | None = None):
         nlp.add_pipe("ner")
         nlp.add_pipe("medtext_relations")
         return nlp
-    import importlib.util
-
-    if importlib.util.find_spec("spacy_transformers") is None:
-        raise ConfigError("--arch trf needs spacy-transformers: pip install 'medtext[trf]'")
+    from medtext.pipeline import require_spacy_transformers
     from medtext.terminologies.embeddings import resolve_model
+
+    require_spacy_transformers("--arch trf needs spacy-transformers")
 
     name = model or resolve_model("all-MiniLM-L6-v2")[0]
     nlp.add_pipe("ner", config={"model": {

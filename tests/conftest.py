@@ -41,6 +41,22 @@ def samples() -> Path:
     return SAMPLES
 
 
+def tiny_bert(path: Path, *, seed: int = 0, max_positions: int = 256) -> Path:
+    """A tiny random BERT (one layer, width 32) with all-MiniLM-L6-v2's tokenizer, saved to
+    ``path``: a stand-in backbone for the transformer models' tests."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from medtext.terminologies.embeddings import resolve_model
+
+    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=max_positions)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def make_pdf(path: Path, pages: list[list[str]], *, encrypt: str | None = None,
              font_size: float = 11) -> Path:
     """A small text PDF: each page a list of lines drawn top-down at x=72."""

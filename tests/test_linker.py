@@ -153,19 +153,11 @@ def test_component_examples_config(medtext_home, tmp_path):
 def _tiny_models(root: Path, seed: int = 0):
     """A tiny random BERT sentence-transformer and cross-encoder, with MiniLM's tokenizer."""
     st = pytest.importorskip("sentence_transformers")
-    import torch
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from medtext.terminologies.embeddings import resolve_model
+    from tests.conftest import tiny_bert
 
-    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    bert = root / f"bert{seed}"
-    BertModel(cfg).save_pretrained(bert)
-    tok.save_pretrained(bert)
+    bert = tiny_bert(root / f"bert{seed}", seed=seed, max_positions=128)
     word = Transformer(str(bert), max_seq_length=64)
     bi = st.SentenceTransformer(modules=[word, Pooling(32, "mean"), Normalize()], device="cpu")
     bi.save(str(root / f"bi{seed}"))

@@ -28,22 +28,13 @@ def test_trf_preset_without_model_says_how_to_build_it(medtext_home):
 @pytest.mark.slow
 def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     pytest.importorskip("spacy_transformers")
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    from medtext.terminologies.embeddings import resolve_model
     from medtext.train import train_ner
+    from tests.conftest import tiny_bert
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not data.is_dir():
         pytest.skip("../shared/data is not beside this checkout")
-    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
-    torch.manual_seed(0)
-    bert = tmp_path / "tiny_bert"
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=256)).save_pretrained(bert)
-    tok.save_pretrained(bert)
+    bert = tiny_bert(tmp_path / "tiny_bert")
 
     path = train_ner(data_dir=data, arch="trf", model=str(bert), max_steps=4, eval_frequency=2)
     assert path.name == "ner_trf" and (path / "transformer").is_dir()

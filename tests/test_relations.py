@@ -128,19 +128,12 @@ def test_trf_relations_train_save_and_load_without_the_backbone(radgraph_model, 
     pytest.importorskip("spacy_transformers")
     import shutil
 
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     import medtext
-    from medtext.terminologies.embeddings import resolve_model
     from medtext.train_relations import train_relations
+    from tests.conftest import tiny_bert
 
     _, _, root = radgraph_model
-    tok = BertTokenizerFast.from_pretrained(resolve_model("all-MiniLM-L6-v2")[0])
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=256)
-    bert = tmp_path / "bert"
-    BertModel(cfg).save_pretrained(bert)
-    tok.save_pretrained(bert)
+    bert = tiny_bert(tmp_path / "bert")
     home = tmp_path / "home"
     monkeypatch.setenv("MEDTEXT_HOME", str(home))
     report = train_relations(train_json=root / "train.json", dev_json=root / "dev.json", epochs=2, arch="trf",
