@@ -15,7 +15,7 @@ Models are config: ``bi_encoder`` (``null`` = lexical only; ``"index"`` = the mo
 was embedded with; or a sentence-transformers name/path, which must match the index) and
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
 train linker``). ``examples`` adds annotated mentions as extra names of their concepts
-(``"medtext:icf-dev"``: the team's ICF dev notes; or a JSONL path, see
+(``"medtext:icf"``: the team's ICF train and dev notes; or a JSONL path, see
 :func:`medtext.corpora.linking_data.load_examples`). ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 

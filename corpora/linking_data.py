@@ -74,12 +74,13 @@ def read_linked_notes(paths: list[Path] | None = None) -> list[LinkedNote]:
     return notes
 
 
-def read_medtext_linking(path: Path, split: str | None = None) -> list[LinkingMention]:
-    """Mentions of the team's linked notes (``split``: dev or test), with the sentence-free
-    note text kept out: the mention text is the span."""
+def read_medtext_linking(path: Path, split: str | tuple[str, ...] | None = None) -> list[LinkingMention]:
+    """Mentions of the team's linked notes (``split``: train, dev or test, or a tuple of them;
+    None for all); the mention text is the span, the note text its context."""
+    splits = (split,) if isinstance(split, str) else split
     out = []
     for note in read_linked_notes([Path(path)]):
-        if split and note.split != split:
+        if splits and note.split not in splits:
             continue
         for start, end, label, codes in note.spans:
             out.append(LinkingMention(f"{note.id}:{start}", note.text[start:end], codes, label,
@@ -87,13 +88,16 @@ def read_medtext_linking(path: Path, split: str | None = None) -> list[LinkingMe
     return out
 
 
-TEAM_EXAMPLES = {"medtext:icf-dev": (ICF_DIR, "dev")}
+# the team's ICF notes as examples: never the test split
+TEAM_EXAMPLES = {"medtext:icf": (ICF_DIR, ("train", "dev")), "medtext:icf-train": (ICF_DIR, ("train",)),
+                 "medtext:icf-dev": (ICF_DIR, ("dev",))}
 _ICF_CODE = re.compile(r"^[bsde]\d+$")
 
 
 def load_examples(spec: str) -> list[tuple[str, str, str]]:
-    """(text, system, code) linking examples from ``spec``: ``"medtext:icf-dev"`` (the
-    team's ICF notes, dev split: the test split stays unseen), a JSONL file (or folder of them) of
+    """(text, system, code) linking examples from ``spec``: ``"medtext:icf"`` (the team's ICF
+    notes, train and dev splits; ``"medtext:icf-train"`` / ``"medtext:icf-dev"`` for one of
+    them: the test split stays unseen), a JSONL file (or folder of them) of
     ``{"text", "system", "code"}`` rows, or of linked notes in the team's markup
     (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT). A malformed row
     is an :class:`InputError` naming file:line."""

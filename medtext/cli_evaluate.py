@@ -137,7 +137,7 @@ def linking(
                                                   "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
     examples: Optional[str] = typer.Option(None, help="Annotated mentions as extra concept names: "
-                                                      "medtext:icf-dev or a JSONL path (never the "
+                                                      "medtext:icf (train + dev), medtext:icf-dev or a JSONL path (never the "
                                                       "data evaluated)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:

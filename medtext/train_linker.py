@@ -1,7 +1,7 @@
 """``medtext train linker``: fine-tune the linker's bi-encoder and train its cross-encoder.
 
 Training data comes only from the terminology index and the team's own linked notes
-(``corpora/icf``, their ``dev`` split; the ``test`` split is never read here):
+(``corpora/icf``, their ``train`` and ``dev`` splits; the ``test`` split is never read here):
 
 1. **Bi-encoder** (SapBERT-style). Pairs of names of the same concept (synonym/synonym,
    synonym/preferred term, definition/preferred term) and (team mention, gold concept term),
@@ -55,13 +55,13 @@ def _concept_texts(index) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[
     return names, first_definitions(index)
 
 
-def team_mentions(split: str = "dev") -> list[tuple[str, str, str, str]]:
-    """(mention, label, system, code) of the team's linked notes of ``split`` (single-code)."""
+def team_mentions(splits: tuple[str, ...] = ("train", "dev")) -> list[tuple[str, str, str, str]]:
+    """(mention, label, system, code) of the team's linked notes of ``splits`` (single-code)."""
     from medtext.corpora.linking_data import read_linked_notes
 
     out = []
     for note in read_linked_notes():
-        if note.split != split:
+        if note.split not in splits:
             continue
         for start, end, label, codes in note.spans:
             if len(codes) == 1:

@@ -125,6 +125,8 @@ def test_examples_link_shorthand_no_terminology_lists(medtext_home, tmp_path, ca
 
     team = load_examples("medtext:icf-dev")
     assert len(team) > 200 and {s for _, s, _ in team} == {"icf"}
+    both = load_examples("medtext:icf")  # train + dev, never test
+    assert len(both) == len(team) + len(load_examples("medtext:icf-train")) and len(both) > 1000
     f = tmp_path / "ex.jsonl"
     f.write_text(json.dumps({"text": "walks w/ rollator", "system": "icf", "code": "d450"}) + "\n"
                  + json.dumps({"id": "n1", "text": "Pt [amb 50 ft](FUNCTION|d450)."}) + "\n")
@@ -144,8 +146,8 @@ def test_component_examples_config(medtext_home, tmp_path):
     nlp = spacy.blank("en")
     with pytest.raises(ConfigError, match="examples.*not found"):
         nlp.add_pipe("medtext_linker", config={"examples": str(tmp_path / "missing.jsonl")})
-    comp = nlp.add_pipe("medtext_linker", name="l2", config={"examples": "medtext:icf-dev"})
-    assert comp.linker.describe()["examples"] > 200 and "+examples=medtext:icf-dev" in comp.model_id
+    comp = nlp.add_pipe("medtext_linker", name="l2", config={"examples": "medtext:icf"})
+    assert comp.linker.describe()["examples"] > 1000 and "+examples=medtext:icf" in comp.model_id
 
 
 # --- dense, cross-encoder and training: tiny random models built here ------------------------
