@@ -94,6 +94,9 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
             raise
         raise ConfigError(f"cannot load preset {preset!r}: {e}") from e
     nlp.max_length = max_length
+    from .device import use_numpy_blas
+
+    use_numpy_blas(nlp)
     register_pipeline(nlp)
     return nlp
 
@@ -248,9 +251,11 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(preset: str, overrides: dict, max_length: int, device: str) -> None:
     """Load the pipeline in a worker, unless the worker was forked from a parent that holds it."""
+    from .device import one_blas_thread, use_device
+
+    one_blas_thread()  # the workers share the CPUs: no BLAS thread pools competing for them
     if "nlp" in _WORKER:  # forked: the parent's pipeline, shared copy-on-write
         return
-    from .device import use_device
 
     use_device(device)
     _WORKER["nlp"] = load(preset, max_length=max_length, **overrides)

@@ -126,6 +126,9 @@ def train_layout(*, docs: int = 360, holdout: str | None = None, epochs: int = 1
     fix_random_seed(seed)
     labels_path = corpus or ensure_corpus(data_dir or layout_data_dir(), docs, seed)
     nlp = new_pipeline(text_encoder)
+    from medtext.device import use_numpy_blas
+
+    use_numpy_blas(nlp)  # numpy's BLAS, not BLIS (see medtext.device)
     train_families = [f for f in FAMILIES if f != holdout]
     t = time.perf_counter()
     examples = load_examples(nlp, labels_path, families=train_families)

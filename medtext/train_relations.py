@@ -160,6 +160,9 @@ def train_relations(*, train_json: Path | None = None, dev_json: Path | None = N
     else:
         train_reps, dev_reps, source = read_reports(split="train"), read_reports(split="dev"), "corpora/radgraph"
     nlp = new_pipeline(arch, model)
+    from medtext.device import use_numpy_blas
+
+    use_numpy_blas(nlp)  # CPU: numpy's BLAS, not BLIS (see medtext.device)
     train, dev = report_docs(nlp, train_reps), report_docs(nlp, dev_reps)
     ner_examples = [Example(plain, gold) for plain, gold in train]
     rel_examples = [Example(gold.copy(), gold) for _, gold in train]

@@ -121,3 +121,23 @@ def test_clinical_preset_runs_the_shipped_cnn_without_training(medtext_home, tmp
     doc = nlp("HPI: chest pain and fever. PT: needs help putting on socks.")
     got = {(e.text, e.label_) for e in doc.ents}
     assert {("chest pain", "PROBLEM"), ("needs help putting on socks", "FUNCTION")} <= got
+
+
+def test_cnn_runs_on_numpy_blas_with_the_same_output(medtext_home, monkeypatch):
+    """medtext.load gives thinc's CPU models numpy's BLAS (faster here than the bundled BLIS):
+    same entities, vectors equal up to float rounding; MEDTEXT_BLIS=1 keeps BLIS."""
+    import numpy
+
+    from medtext.device import use_numpy_blas
+
+    nlp = medtext.load("clinical")
+    ops = {type(n.ops).__name__ + str(n.ops.use_blis) for n in nlp.get_pipe("tok2vec").model.walk()}
+    assert ops == {"NumpyOpsFalse"}
+    text = "HPI: 70M with chest pain, SOB and fever. Started on ceftriaxone. PT: needs help putting on socks."
+    fast = nlp(text)
+    monkeypatch.setenv("MEDTEXT_BLIS", "1")
+    blis = medtext.load("clinical")
+    assert use_numpy_blas(blis) == 0 and blis.get_pipe("tok2vec").model.ops.use_blis
+    slow = blis(text)
+    assert [(e.start, e.end, e.label_) for e in fast.ents] == [(e.start, e.end, e.label_) for e in slow.ents]
+    assert numpy.allclose(fast.tensor, slow.tensor, atol=1e-4)
