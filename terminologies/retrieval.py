@@ -44,6 +44,56 @@ def fuzzy_matrix(queries: list[str], choices: list[str]) -> numpy.ndarray:
             + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=numpy.float32)) / 200
 
 
+class CharNgramTfidf:
+    """Cosine of TF-IDF vectors of character 2- to 4-grams taken within words (each word padded
+    with a blank on both sides), sublinear term frequency, smoothed IDF fitted on ``texts``;
+    query n-grams never seen in ``texts`` are ignored. Rare shared fragments weigh more than
+    common ones, which suits clinicians' shorthand ("sup>sit", "amb", "FWW")."""
+
+    def __init__(self, texts: list[str]):
+        import math
+        from collections import Counter
+
+        grams = [Counter(self.grams(t)) for t in texts]
+        df = Counter(g for c in grams for g in c)
+        self.idf = {g: math.log((1 + len(texts)) / (1 + n)) + 1 for g, n in df.items()}
+        post: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        for i, c in enumerate(grams):
+            w = self._weights(c)
+            for g, v in w.items():
+                post[g][0].append(i)
+                post[g][1].append(v)
+        self.postings = {g: (numpy.array(ix, dtype=numpy.int64), numpy.array(ws, dtype=numpy.float32))
+                         for g, (ix, ws) in post.items()}
+        self.n = len(texts)
+
+    @staticmethod
+    def grams(text: str) -> list[str]:
+        out = []
+        for word in text.split():
+            w = f" {word} "
+            out += [w[i:i + n] for n in (2, 3, 4) for i in range(len(w) - n + 1)]
+        return out
+
+    def _weights(self, counts) -> dict[str, float]:
+        import math
+
+        w = {g: (1 + math.log(c)) * self.idf[g] for g, c in counts.items() if g in self.idf}
+        norm = math.sqrt(sum(v * v for v in w.values())) or 1.0
+        return {g: v / norm for g, v in w.items()}
+
+    def matrix(self, queries: list[str]) -> numpy.ndarray:
+        """Cosine of every query against every fitted text, float32 [queries, texts]."""
+        from collections import Counter
+
+        out = numpy.zeros((len(queries), self.n), dtype=numpy.float32)
+        for r, q in enumerate(queries):
+            for g, v in self._weights(Counter(self.grams(q))).items():
+                ix, ws = self.postings[g]
+                out[r, ix] += v * ws
+        return out
+
+
 class LexicalRetriever:
     def __init__(self, systems: list[str], codes: list[str], terms: list[str], types: list[str],
                  concept_terms: dict[tuple[str, str], tuple[str, str]]):

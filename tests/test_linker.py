@@ -138,6 +138,19 @@ def test_examples_link_shorthand_no_terminology_lists(medtext_home, tmp_path, ca
         load_examples("medtext:icf-test")
 
 
+def test_char_ngram_tfidf():
+    """The examples' TF-IDF: identical texts score 1, unseen n-grams are ignored, and a rare
+    shared fragment ("fww") counts more than a common one ("amb")."""
+    from medtext.terminologies.retrieval import CharNgramTfidf
+
+    tf = CharNgramTfidf(["amb 40 ft fww", "amb 100 ft spc", "amb 20 ft", "sup sit log roll"])
+    m = tf.matrix(["amb 40 ft fww", "zzz qqq", "fww", "amb"])
+    assert m.shape == (4, 4) and m.dtype == numpy.float32
+    assert m[0, 0] == pytest.approx(1.0, abs=1e-5) and m[0].argmax() == 0
+    assert not m[1].any()
+    assert m[2, 0] > m[3, 0] > 0 and m[2, 3] == 0
+
+
 def test_component_examples_config(medtext_home, tmp_path):
     import spacy
 
