@@ -11,8 +11,9 @@ Ties go to the concept with more agreeing synonyms, then the preferred term over
 
 from __future__ import annotations
 
+import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy
@@ -51,9 +52,6 @@ class CharNgramTfidf:
     common ones, which suits clinicians' shorthand ("sup>sit", "amb", "FWW")."""
 
     def __init__(self, texts: list[str]):
-        import math
-        from collections import Counter
-
         grams = [Counter(self.grams(t)) for t in texts]
         df = Counter(g for c in grams for g in c)
         self.idf = {g: math.log((1 + len(texts)) / (1 + n)) + 1 for g, n in df.items()}
@@ -75,17 +73,13 @@ class CharNgramTfidf:
             out += [w[i:i + n] for n in (2, 3, 4) for i in range(len(w) - n + 1)]
         return out
 
-    def _weights(self, counts) -> dict[str, float]:
-        import math
-
+    def _weights(self, counts: Counter) -> dict[str, float]:
         w = {g: (1 + math.log(c)) * self.idf[g] for g, c in counts.items() if g in self.idf}
         norm = math.sqrt(sum(v * v for v in w.values())) or 1.0
         return {g: v / norm for g, v in w.items()}
 
     def matrix(self, queries: list[str]) -> numpy.ndarray:
         """Cosine of every query against every fitted text, float32 [queries, texts]."""
-        from collections import Counter
-
         out = numpy.zeros((len(queries), self.n), dtype=numpy.float32)
         for r, q in enumerate(queries):
             for g, v in self._weights(Counter(self.grams(q))).items():
