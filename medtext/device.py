@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 from .errors import ConfigError
 
@@ -46,6 +47,21 @@ def numpy_blas_ops():
     from thinc.api import NumpyOps
 
     return NumpyOps(use_blis=os.environ.get("MEDTEXT_BLIS", "") not in ("", "0"))
+
+
+@contextmanager
+def numpy_blas_while_building(gpu_id: int = -1):
+    """Thinc models built inside (e.g. by ``spacy train``) on CPU (``gpu_id`` < 0) get
+    :func:`numpy_blas_ops`; the current ops are restored on leaving."""
+    from thinc.api import get_current_ops, set_current_ops
+
+    previous = get_current_ops()
+    if gpu_id < 0:
+        set_current_ops(numpy_blas_ops())
+    try:
+        yield
+    finally:
+        set_current_ops(previous)
 
 
 def one_blas_thread() -> None:

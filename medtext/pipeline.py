@@ -256,7 +256,6 @@ def _worker_init(preset: str, overrides: dict, max_length: int, device: str) -> 
     one_blas_thread()  # the workers share the CPUs: no BLAS thread pools competing for them
     if "nlp" in _WORKER:  # forked: the parent's pipeline, shared copy-on-write
         return
-
     use_device(device)
     _WORKER["nlp"] = load(preset, max_length=max_length, **overrides)
 

@@ -138,21 +138,15 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
     log.info("NER corpus: train %d docs / %d spans, dev %d docs / %d spans",
              *stats["train"], *stats["dev"])
     run_dir = home / "runs" / f"ner_{arch}"
-    from thinc.api import get_current_ops, set_current_ops
+    from .device import numpy_blas_while_building
 
-    from .device import numpy_blas_ops
-
-    previous = get_current_ops()
-    if gpu_id < 0:  # models built for this run use numpy's BLAS, not BLIS (see medtext.device)
-        set_current_ops(numpy_blas_ops())
-    try:
-        with resources.as_file(resources.files("medtext.configs") / "train" / f"ner_{arch}.cfg") as cfg:
-            spacy_train(cfg, run_dir, overrides={
-                "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
-                "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
-                "system.seed": seed, **overrides}, use_gpu=gpu_id)
-    finally:
-        set_current_ops(previous)
+    # on CPU the models of this run use numpy's BLAS, not BLIS (see medtext.device)
+    with numpy_blas_while_building(gpu_id), \
+            resources.as_file(resources.files("medtext.configs") / "train" / f"ner_{arch}.cfg") as cfg:
+        spacy_train(cfg, run_dir, overrides={
+            "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
+            "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
+            "system.seed": seed, **overrides}, use_gpu=gpu_id)
     best = run_dir / "model-best"
     target = models_dir() / f"ner_{arch}"
     tmp = target.with_name(target.name + ".tmp")

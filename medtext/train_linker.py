@@ -57,16 +57,10 @@ def _concept_texts(index) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[
 
 def team_mentions(splits: tuple[str, ...] = ("train", "dev")) -> list[tuple[str, str, str, str]]:
     """(mention, label, system, code) of the team's linked notes of ``splits`` (single-code)."""
-    from medtext.corpora.linking_data import read_linked_notes
+    from medtext.corpora.linking_data import ICF_DIR, read_medtext_linking
 
-    out = []
-    for note in read_linked_notes():
-        if note.split not in splits:
-            continue
-        for start, end, label, codes in note.spans:
-            if len(codes) == 1:
-                out.append((note.text[start:end], label, "icf", codes[0]))
-    return out
+    return [(m.text, m.label, "icf", m.codes[0]) for m in read_medtext_linking(ICF_DIR, splits)
+            if len(m.codes) == 1]
 
 
 def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size: int = 64,
