@@ -36,7 +36,7 @@ $(TERM_INDEX): | $(VENV)/.installed-$(EXTRAS)
 terminology: install
 	$(BIN)/medtext terminology build default
 
-# The statistical NER of the "clinical" preset (CPU, about 40 min here).
+# The statistical CNN NER of the "default" preset (CPU, about 10 min here).
 train-ner: install
 	$(BIN)/medtext train ner
 

@@ -224,14 +224,16 @@ def train_ner_cmd(
     max_steps: int = typer.Option(6000, min=1, help="Training steps"),
     eval_frequency: int = typer.Option(500, min=1, help="Evaluate on dev every N steps"),
     seed: int = typer.Option(0, help="Random seed"),
-    arch: str = typer.Option("cnn", help="cnn (the clinical preset; CPU) or trf (the trf preset: a "
-                                         "transformer encoder, GPU advised)"),
+    arch: str = typer.Option("cnn", help="cnn (the default preset: a CNN under a BILUO tagger; CPU), "
+                                         "cnn-parser (the same CNN under spaCy's transition-based "
+                                         "ner; slower) or trf (the trf preset: a transformer "
+                                         "encoder, GPU advised)"),
     model: Optional[str] = typer.Option(None, help="trf backbone: a Hugging Face name or local path "
                                                    "(default: the packaged all-MiniLM-L6-v2)"),
     learn_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default: the "
                                                           "config's, 1e-3 cnn / 1e-4 trf)"),
     gpu_id: int = typer.Option(-1, help="GPU to train on (-1: CPU)"),
-    vectors: Optional[str] = typer.Option(None, help="cnn: static word vectors, \"minilm\" (distilled "
+    vectors: Optional[str] = typer.Option(None, help="cnn, cnn-parser: static word vectors, \"minilm\" (distilled "
                                                      "from the packaged all-MiniLM-L6-v2; trf extra) "
                                                      "or a spaCy pipeline folder with vectors"),
 ) -> None:

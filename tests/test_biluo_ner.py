@@ -1,0 +1,116 @@
+"""medtext_biluo_ner: BILUO constraints, decoding, training a tiny tagger, saving and loading."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+
+from medtext.components.biluo_ner import _constraints, biluo_tags, decode, viterbi
+
+TAGS = biluo_tags(["DRUG", "PROBLEM"])
+
+
+def _t(tag):
+    return TAGS.index(tag)
+
+
+def _logp(rows):
+    """rows: one {tag: prob} per token, the rest of the mass spread over the other tags."""
+    out = numpy.full((len(rows), len(TAGS)), 1e-6)
+    for i, row in enumerate(rows):
+        for tag, p in row.items():
+            out[i, _t(tag)] = p
+    return numpy.log(out / out.sum(axis=1, keepdims=True))
+
+
+def test_tags_and_constraints():
+    assert TAGS[:5] == ["O", "B-DRUG", "I-DRUG", "L-DRUG", "U-DRUG"] and len(TAGS) == 9
+    allowed, start, end = _constraints(TAGS)
+    assert allowed[_t("B-DRUG"), _t("L-DRUG")] and allowed[_t("I-DRUG"), _t("I-DRUG")]
+    assert not allowed[_t("B-DRUG"), _t("L-PROBLEM")] and not allowed[_t("B-DRUG"), _t("O")]
+    assert not allowed[_t("O"), _t("I-DRUG")] and allowed[_t("L-DRUG"), _t("U-PROBLEM")]
+    assert start[_t("B-DRUG")] and not start[_t("L-DRUG")] and end[_t("U-DRUG")] and not end[_t("B-DRUG")]
+
+
+def test_viterbi_repairs_an_invalid_argmax():
+    cons = _constraints(TAGS)
+    # argmax: B-DRUG, O, L-DRUG (invalid); the best valid path keeps the entity whole
+    logp = _logp([{"B-DRUG": 0.9}, {"O": 0.5, "I-DRUG": 0.45}, {"L-DRUG": 0.9}])
+    assert [TAGS[i] for i in viterbi(logp, *cons)] == ["B-DRUG", "I-DRUG", "L-DRUG"]
+    # a label switch inside an entity is not allowed either
+    logp = _logp([{"B-DRUG": 0.9}, {"L-PROBLEM": 0.6, "L-DRUG": 0.3}])
+    assert [TAGS[i] for i in viterbi(logp, *cons)] == ["B-DRUG", "L-DRUG"]
+    # a run cannot end inside an entity
+    logp = _logp([{"U-DRUG": 0.4, "B-DRUG": 0.6}])
+    assert [TAGS[i] for i in viterbi(logp, *cons)] == ["U-DRUG"]
+
+
+def test_decode_spans_whitespace_and_confident_outside():
+    nlp = spacy.blank("en")
+    doc = Doc(nlp.vocab, words=["Took", "aspirin", "\n", "for", "chest", "pain", "."],
+              spaces=[True, False, False, True, True, False, False])
+    scores = _logp([{"O": 0.99}, {"U-DRUG": 0.9}, {"I-DRUG": 0.9}, {"O": 0.99},
+                    {"B-PROBLEM": 0.8}, {"L-PROBLEM": 0.8}, {"O": 0.97}])
+    ents = decode(doc, scores, TAGS, _constraints(TAGS), 0.95)
+    assert [(e.text, e.label_) for e in ents] == [("aspirin", "DRUG"), ("chest pain", "PROBLEM")]
+    assert decode(doc[:0].as_doc(), numpy.zeros((0, len(TAGS))), TAGS, _constraints(TAGS), 0.95) == []
+
+
+def _examples(nlp):
+    data = [("Started aspirin for chest pain .", [(8, 15, "DRUG"), (20, 30, "PROBLEM")]),
+            ("Chest pain improved on heparin .", [(0, 10, "PROBLEM"), (23, 30, "DRUG")]),
+            ("No fever ; continue metformin .", [(3, 8, "PROBLEM"), (20, 29, "DRUG")]),
+            ("Fever resolved after ibuprofen .", [(0, 5, "PROBLEM"), (21, 30, "DRUG")])]
+    return [Example.from_dict(nlp.make_doc(t), {"entities": ents}) for t, ents in data]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("medtext_biluo_ner", name="ner", config={"model": {
+        "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False,
+        "tok2vec": {"@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 32,
+                    "depth": 1, "embed_size": 500, "window_size": 1, "maxout_pieces": 2,
+                    "subword_features": True}}})
+    examples = _examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    losses = []
+    for _ in range(60):
+        losses.append(nlp.update(examples, sgd=optimizer, drop=0.0)["ner"])
+    return nlp, examples, losses
+
+
+def test_tiny_tagger_learns_and_scores(trained):
+    nlp, examples, losses = trained
+    ner = nlp.get_pipe("ner")
+    assert ner.entity_labels == ("DRUG", "PROBLEM") and len(ner.labels) == 9
+    assert losses[-1] < losses[0] / 10
+    doc = nlp("Started aspirin for chest pain .")
+    assert [(e.text, e.label_) for e in doc.ents] == [("aspirin", "DRUG"), ("chest pain", "PROBLEM")]
+    scores = nlp.evaluate(examples)
+    assert scores["ents_f"] == pytest.approx(1.0) and set(scores["ents_per_type"]) == {"DRUG", "PROBLEM"}
+    assert [d.ents for d in nlp.pipe(["", "  \n ", "..."])] == [(), (), ()]
+
+
+def test_tagger_saves_and_loads(trained, tmp_path):
+    nlp, _examples_, _losses = trained
+    nlp.to_disk(tmp_path / "m")
+    again = spacy.load(tmp_path / "m")
+    text = "Fever resolved after heparin ."
+    assert [(e.text, e.label_) for e in again(text).ents] == [(e.text, e.label_) for e in nlp(text).ents]
+    assert again.get_pipe("ner").confident_o == 0.95
+    stricter = spacy.load(tmp_path / "m", config={"components": {"ner": {"confident_o": 0.5}}})
+    assert stricter.get_pipe("ner").confident_o == 0.5
+
+
+def test_missing_annotation_adds_no_loss(trained):
+    nlp, _examples_, _losses = trained
+    ner = nlp.get_pipe("ner")
+    doc = nlp.make_doc("Started aspirin for chest pain .")
+    partial = Example.from_dict(doc, {"entities": ["-"] * len(doc)})  # nothing annotated
+    scores, _backprop = ner.model.begin_update([partial.predicted])
+    loss, grads = ner.get_loss([partial], scores)
+    assert loss == 0.0 and not numpy.any(grads[0])
