@@ -1,7 +1,7 @@
 """NER accuracy: strict and lenient P/R/F1 of presets on NCBI-disease dev, BC5CDR dev and the
 team's dev notes; plus assertion accuracy (team cases and the blind held-out set).
 
-    python benchmarks/ner.py [--presets default clinical trf] [--data ../shared/data] [--name NAME]
+    python benchmarks/ner.py [--presets default fast trf] [--data ../shared/data] [--name NAME]
 
 Prints a table and writes benchmarks/results/ner.json (presets not run keep their earlier
 results; ``--name`` files a single preset's run under another name, e.g. to compare two
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--presets", nargs="+", default=["default", "clinical"])
+    p.add_argument("--presets", nargs="+", default=["default", "fast"])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ner.json")
     p.add_argument("--name", help="file the (single) preset's results under this name")

@@ -1,6 +1,6 @@
 """Scale benchmark: medtext presets vs medspaCy's rule pipeline vs spaCy tokenisation alone.
 
-    python benchmarks/throughput.py [--n 1000] [--medspacy-python /path/to/venv/bin/python]
+    python benchmarks/throughput.py [--n 1000] [--chars 1500 2500] [--medspacy-python /path/to/venv/bin/python]
 
 Generates N notes with ``medtext.corpora.note_gen`` (kinds and sizes like real discharge
 summaries, progress, consult, therapy and radiology notes), then runs each configuration in a
@@ -132,6 +132,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000, help="notes to generate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chars", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="keep only generated notes of MIN-MAX characters (e.g. 1500 2500 for the "
+                        "2 KB scale target); notes are generated until N of them fit")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--medspacy-python", default=None, help="python of a venv with medspacy installed")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
@@ -155,7 +158,16 @@ def main() -> None:
 
     from medtext.corpora.note_gen import generate_notes
 
-    notes = generate_notes(args.n, seed=args.seed)
+    if args.chars:
+        lo, hi = args.chars
+        notes, pool = [], 0
+        while len(notes) < args.n and pool < 50 * args.n:
+            pool += 4 * args.n
+            notes = [x for x in generate_notes(pool, seed=args.seed) if lo <= len(x[1]) <= hi][:args.n]
+        if len(notes) < args.n:
+            raise SystemExit(f"only {len(notes)} generated notes have {lo}-{hi} characters")
+    else:
+        notes = generate_notes(args.n, seed=args.seed)
     mb = sum(len(t.encode("utf-8")) for _, t in notes) / 1e6
     tmp = Path(tempfile.mkdtemp(prefix="medtext_scale_"))
     notes_file = tmp / "notes.jsonl"

@@ -127,7 +127,13 @@ class BiluoNER(Tagger):
         docs = list(docs)
         if not any(len(doc) for doc in docs):
             return [self.model.ops.alloc2f(len(doc), len(self.labels)) for doc in docs]
-        return self.model.predict(docs)
+        from spacy.pipeline.tok2vec import Tok2VecListener
+
+        if isinstance(self.model.get_ref("tok2vec"), Tok2VecListener):
+            return self.model.predict(docs)  # reads doc.tensor: the tok2vec bounded its memory
+        from medtext.chunking import predict_in_chunks
+
+        return predict_in_chunks(self.model, docs)  # an inline tok2vec: bounded memory
 
     def set_annotations(self, docs, scores):
         if isinstance(docs, Doc):

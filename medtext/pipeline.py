@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_LENGTH = 10_000_000  # characters; a 5 MB note is fine, 10 M chars is the ceiling
 
 
+# former preset names -> the preset that now holds the same pipeline
+PRESET_ALIASES = {"clinical": "default"}  # the CNN NER moved into default (2026-11-30)
+
+
 def available_presets() -> list[str]:
     return sorted(p.name[:-4] for p in resources.files("medtext.configs").iterdir()
                   if p.name.endswith(".cfg"))
@@ -41,6 +45,8 @@ def _preset_config(preset: str):
 
 def _read_preset(preset: str, load_config):
     path = Path(preset)
+    if preset in PRESET_ALIASES and not path.exists():
+        preset = PRESET_ALIASES[preset]
     if preset in available_presets():
         with resources.as_file(resources.files("medtext.configs") / f"{preset}.cfg") as p:
             return load_config(p), f"medtext_{preset}"
@@ -94,9 +100,11 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
             raise
         raise ConfigError(f"cannot load preset {preset!r}: {e}") from e
     nlp.max_length = max_length
+    from .chunking import chunk_tok2vec
     from .device import use_numpy_blas
 
     use_numpy_blas(nlp)
+    chunk_tok2vec(nlp)  # bounded memory on very long documents
     register_pipeline(nlp)
     return nlp
 

@@ -366,9 +366,9 @@ def _notes(df: "DataFrame", id_col: str, text_col: str) -> "DataFrame":
 def _check_options(preset: str, overrides: dict | None, device: str, batch_size: int) -> str:
     """Check what the driver can check; return the overrides as canonical JSON."""
     from .device import parse_device
-    from .pipeline import available_presets
+    from .pipeline import PRESET_ALIASES, available_presets
 
-    if (preset not in available_presets() and "/" not in preset and os.sep not in preset
+    if (preset not in available_presets() and preset not in PRESET_ALIASES and "/" not in preset and os.sep not in preset
             and not preset.endswith(".cfg") and not Path(preset).is_dir()):
         raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(available_presets())}, "
                           "a path to a .cfg file, or a saved pipeline folder")

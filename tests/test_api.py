@@ -15,8 +15,8 @@ def test_load_returns_language_with_default_components(nlp):
     from spacy.language import Language
 
     assert isinstance(nlp, Language)
-    assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "medtext_ner",
-                              "medtext_context", "medtext_linker", "medtext_errors"]
+    assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "tok2vec", "ner",
+                              "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
 
 
 def test_nlp_text_to_record(nlp):

@@ -22,8 +22,14 @@ def _ents(doc):
     return [(e.text, e.label_) for e in doc.ents]
 
 
-def test_matcher_labels_case_plural_and_headers(nlp):
-    doc = nlp("HISTORY OF PRESENT ILLNESS: 70M with HTN and bilateral pleural effusions. "
+@pytest.fixture(scope="module")
+def fast(medtext_home):
+    """The matcher alone (the default preset's CNN would find some of these entities first)."""
+    return medtext.load("fast")
+
+
+def test_matcher_labels_case_plural_and_headers(fast):
+    doc = fast("HISTORY OF PRESENT ILLNESS: 70M with HTN and bilateral pleural effusions. "
               "Took aspirin. Seen in the ED.\nFUNCTIONAL STATUS: transfers with min assist.\n")
     ents = _ents(doc)
     assert ("HTN", "PROBLEM") in ents and ("aspirin", "DRUG") in ents
@@ -96,31 +102,50 @@ def test_record_entities_carry_assertion(nlp):
 
 
 @pytest.mark.slow
-def test_train_tiny_ner_and_clinical_preset(medtext_home):
+def test_train_tiny_ner_and_default_preset(medtext_home, tmp_path, monkeypatch):
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not data.is_dir():
         pytest.skip("../shared/data is not beside this checkout")
+    from medtext import pipeline
     from medtext.train import train_ner
 
+    # a private models folder: the session's other pipelines keep the shipped CNN
+    monkeypatch.setattr(pipeline, "models_dir", lambda: tmp_path / "models")
     path = train_ner(data_dir=data, max_steps=30, eval_frequency=15)
-    assert (path / "ner").is_dir()
-    nlp = medtext.load("clinical")
+    assert path == tmp_path / "models" / "ner_cnn" and (path / "ner").is_dir()
+    config = spacy.util.load_config(path / "config.cfg", interpolate=False)
+    assert config["components"]["ner"]["factory"] == "medtext_biluo_ner"
+    assert config["paths"]["train"] is None and config["paths"]["dev"] is None  # no local paths kept
+    nlp = medtext.load("default")
     assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "tok2vec", "ner",
                               "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
     info = medtext.to_record(nlp("HPI: chest pain."))["pipeline"]
     assert any(c["name"] == "ner" and c["model"] == str(path) for c in info["components"])
 
 
-def test_clinical_preset_runs_the_shipped_cnn_without_training(medtext_home, tmp_path, monkeypatch):
+def test_default_preset_runs_the_shipped_cnn_without_training(nlp, tmp_path, monkeypatch):
     from medtext import pipeline
     from medtext.pipeline import PACKAGED_MODELS
 
     monkeypatch.setattr(pipeline, "models_dir", lambda: tmp_path / "models")  # nothing trained here
-    nlp = medtext.load("clinical")
     assert nlp.meta["medtext_models"]["ner"] == str(PACKAGED_MODELS / "ner_cnn")
+    assert nlp.get_pipe("ner").__class__.__name__ == "BiluoNER"
     doc = nlp("HPI: chest pain and fever. PT: needs help putting on socks.")
     got = {(e.text, e.label_) for e in doc.ents}
     assert {("chest pain", "PROBLEM"), ("needs help putting on socks", "FUNCTION")} <= got
+
+
+def test_fast_preset_is_the_matcher_alone_and_clinical_is_default(fast):
+    from medtext.pipeline import available_presets
+
+    assert "ner" not in fast.pipe_names and "tok2vec" not in fast.pipe_names
+    assert "clinical" not in available_presets()
+    clinical = medtext.load("clinical")  # the former name of the CNN preset
+    assert clinical.pipe_names[3:5] == ["tok2vec", "ner"] and clinical.meta["name"] == "medtext_default"
+    text = "HPI: 70M with chest pain, SOB and fever. Started on ceftriaxone."
+    cnn = [(e.start, e.end) for e in clinical(text).ents]
+    # the overlap rule: each matcher hit is kept or lies under a CNN entity
+    assert all(any(s < e2 and s2 < e for s2, e2 in cnn) for s, e in ((x.start, x.end) for x in fast(text).ents))
 
 
 def test_cnn_runs_on_numpy_blas_with_the_same_output(medtext_home, monkeypatch):
@@ -130,14 +155,33 @@ def test_cnn_runs_on_numpy_blas_with_the_same_output(medtext_home, monkeypatch):
 
     from medtext.device import use_numpy_blas
 
-    nlp = medtext.load("clinical")
+    nlp = medtext.load("default")
     ops = {type(n.ops).__name__ + str(n.ops.use_blis) for n in nlp.get_pipe("tok2vec").model.walk()}
     assert ops == {"NumpyOpsFalse"}
     text = "HPI: 70M with chest pain, SOB and fever. Started on ceftriaxone. PT: needs help putting on socks."
     fast = nlp(text)
     monkeypatch.setenv("MEDTEXT_BLIS", "1")
-    blis = medtext.load("clinical")
+    blis = medtext.load("default")
     assert use_numpy_blas(blis) == 0 and blis.get_pipe("tok2vec").model.ops.use_blis
     slow = blis(text)
     assert [(e.start, e.end, e.label_) for e in fast.ents] == [(e.start, e.end, e.label_) for e in slow.ents]
     assert numpy.allclose(fast.tensor, slow.tensor, atol=1e-4)
+
+
+def test_long_documents_are_encoded_in_chunks_with_the_same_vectors(nlp):
+    """A CNN tok2vec on a 5 MB note held > 20 GB; medtext.load makes it encode documents over
+    MAX_TOKENS in overlapping chunks: the same vectors, bounded memory."""
+    import numpy
+
+    from medtext.chunking import MAX_TOKENS, predict_in_chunks
+
+    t2v = nlp.get_pipe("tok2vec")
+    doc = nlp.make_doc("HPI: 70M with chest pain, SOB and fever. Started on ceftriaxone. " * 40)
+    whole = t2v.model.predict([doc])[0]
+    chunked = predict_in_chunks(t2v.model, [doc], max_tokens=50, context=8)[0]
+    assert chunked.shape == whole.shape and numpy.allclose(chunked, whole, atol=1e-4)
+    # without context the chunk edges lose their neighbours: the overlap is what keeps them equal
+    assert not numpy.allclose(predict_in_chunks(t2v.model, [doc], max_tokens=50, context=0)[0], whole, atol=1e-4)
+    big = nlp.make_doc("Denies chest pain. " * (MAX_TOKENS // 4 + 10))
+    assert len(big) > MAX_TOKENS
+    assert numpy.allclose(t2v.predict([big])[0], t2v.model.predict([big])[0], atol=1e-4)
