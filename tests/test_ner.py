@@ -185,3 +185,13 @@ def test_long_documents_are_encoded_in_chunks_with_the_same_vectors(nlp):
     big = nlp.make_doc("Denies chest pain. " * (MAX_TOKENS // 4 + 10))
     assert len(big) > MAX_TOKENS
     assert numpy.allclose(t2v.predict([big])[0], t2v.model.predict([big])[0], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_one_megabyte_single_line_note(nlp):
+    text = "Denies chest pain; started on aspirin for fever. " * 21_000  # ~1 MB, no newline
+    assert len(text) > 1_000_000 and "\n" not in text
+    doc = nlp(text)
+    got = {(e.text, e.label_) for e in doc.ents}
+    assert {("chest pain", "PROBLEM"), ("aspirin", "DRUG")} <= got
+    assert all(e._.is_negated for e in doc.ents if e.text == "chest pain")
