@@ -24,8 +24,8 @@ lab_interpretation   a lab value contradicts the word describing it ("potassium 
                      "hypokalemia with a potassium of 5.9"; ``labs.tsv`` reference ranges)
 laterality           one limb / joint / paired organ is called left in one sentence and right
                      in another (never with "bilateral", "both" or a normal-comparison sentence)
-assertion_conflict   one finding is both affirmed and negated in the same section (entities with
-                     ConText assertions needed)
+assertion_conflict   one finding (one concept and head word) is both affirmed and negated in the
+                     same section (entities with ConText assertions needed)
 ==================== ==============================================================================
 
 Numbers without units, ranges ("1-2 g") and values with units the table does not use are left
@@ -799,6 +799,15 @@ _SIDE_WORD = re.compile(r"\b(left|right)\b", re.I)
 _ACTIVE_FLAGS = ("historical", "hypothetical", "family", "conditional", "uncertain")
 
 
+def _head_word(text: str) -> str:
+    """The last word of a mention, lower-cased, without a plural -s ("seizures" -> "seizure")."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    if not words:
+        return ""
+    last = words[-1]
+    return last[:-1] if len(last) > 3 and last.endswith("s") and not last.endswith("ss") else last
+
+
 def check_assertion_conflict(note: Note) -> list[dict]:
     """A finding affirmed in one sentence and negated in another of the same section."""
     seen: dict[tuple[str | None, str], dict[bool, list]] = {}
@@ -813,10 +822,12 @@ def check_assertion_conflict(note: Note) -> list[dict]:
             before = note.text[note.sentences[i][0]:ent.start_char]
             if not _PLAIN_NEGATION.search(before) or _SIDE_WORD.search(note.sentence_text(i)):
                 continue
-        key = ent.kb_id_ or re.sub(r"\s+", " ", ent.text.lower()).strip()
+        # the same concept and the same head word: "no electrographic seizures" does not
+        # contradict "epilepsy" even where the linker gives both one code
+        key = (ent.kb_id_ or re.sub(r"\s+", " ", ent.text.lower()).strip(), _head_word(ent.text))
         seen.setdefault((note.sections(ent.start_char), key), {}).setdefault(_flagged(ent, "negated"), []).append((i, ent))
     out = []
-    for (section, key), by in seen.items():
+    for (section, _key), by in seen.items():
         if True in by and False in by:
             neg_sents = {i for i, _ in by[True]}
             pos = [(i, e) for i, e in by[False] if i not in neg_sents]
