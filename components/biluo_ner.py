@@ -73,7 +73,7 @@ def viterbi(logp: numpy.ndarray, allowed: numpy.ndarray, may_start: numpy.ndarra
 def decode(doc: Doc, scores: numpy.ndarray, tags: list[str], cons, confident_o: float) -> list[Span]:
     if not len(doc):
         return []
-    x = numpy.asarray(scores, dtype="float64")
+    x = numpy.array(scores, dtype="float64")  # a copy: the masking below must not touch scores
     space = numpy.fromiter((t.is_space for t in doc), dtype=bool, count=len(doc))
     x[space, 1:] = -1e9  # whitespace is outside
     logp = x - numpy.logaddexp.reduce(x, axis=1, keepdims=True)

@@ -368,7 +368,8 @@ def _check_options(preset: str, overrides: dict | None, device: str, batch_size:
     from .device import parse_device
     from .pipeline import PRESET_ALIASES, available_presets
 
-    if (preset not in available_presets() and preset not in PRESET_ALIASES and "/" not in preset and os.sep not in preset
+    if (preset not in available_presets() and preset not in PRESET_ALIASES
+            and "/" not in preset and os.sep not in preset
             and not preset.endswith(".cfg") and not Path(preset).is_dir()):
         raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(available_presets())}, "
                           "a path to a .cfg file, or a saved pipeline folder")

