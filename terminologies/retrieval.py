@@ -37,12 +37,13 @@ def fuzzy_score(q: str, n: str) -> float:
     return (fuzz.ratio(q, n) + fuzz.token_set_ratio(q, n)) / 200
 
 
-def fuzzy_matrix(queries: list[str], choices: list[str]) -> numpy.ndarray:
-    """:func:`fuzzy_score` of every query against every choice, float32 [queries, choices]."""
+def fuzzy_matrix(queries: list[str], choices: list[str], dtype=numpy.float32) -> numpy.ndarray:
+    """:func:`fuzzy_score` of every query against every choice, [queries, choices] (float64:
+    the same values as :func:`fuzzy_score`, in one call)."""
     from rapidfuzz import fuzz, process
 
-    return (process.cdist(queries, choices, scorer=fuzz.ratio, dtype=numpy.float32)
-            + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=numpy.float32)) / 200
+    return (process.cdist(queries, choices, scorer=fuzz.ratio, dtype=dtype)
+            + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=dtype)) / 200
 
 
 class CharNgramTfidf:
@@ -145,8 +146,10 @@ class LexicalRetriever:
                                                   limit=50, score_cutoff=70):
                 for i in self.exact[term]:
                     scores[i] = score / 100 * 0.95
-        for i in cands:
-            scores[i] = min(fuzzy_score(q, self.norm[i]), 0.99)
+        if cands:  # one rapidfuzz call for all candidates (same order and values as one by one)
+            rows = list(cands)
+            sims = numpy.minimum(fuzzy_matrix([q], [self.norm[i] for i in rows], numpy.float64)[0], 0.99)
+            scores.update(zip(rows, sims.tolist()))
         best: dict[tuple[str, str], list] = {}
         for i, s in scores.items():
             key = (self.systems[i], self.codes[i])
