@@ -12,7 +12,6 @@ a memory peak that no longer grows with the document.
 
 from __future__ import annotations
 
-import types
 
 MAX_TOKENS = 10_000  # documents up to this many tokens run whole, as before
 CONTEXT = 64  # tokens on each side of a chunk; far beyond a CNN's receptive field
@@ -45,16 +44,21 @@ def chunk_tok2vec(nlp, *, max_tokens: int = MAX_TOKENS, context: int = CONTEXT) 
     ``max_tokens`` in chunks (see the module docstring); returns how many it changed."""
     from spacy.pipeline import Tok2Vec
 
-    def predict(self, docs):
-        docs = list(docs)
-        if not any(len(doc) for doc in docs):
-            width = self.model.get_dim("nO")
-            return [self.model.ops.alloc((0, width)) for _doc in docs]
-        return predict_in_chunks(self.model, docs, max_tokens=max_tokens, context=context)
-
     changed = 0
     for _name, proc in nlp.pipeline:
         if isinstance(proc, Tok2Vec):
-            proc.predict = types.MethodType(predict, proc)
+            proc.predict = _chunked_predict(proc, proc.predict, max_tokens, context)
             changed += 1
     return changed
+
+
+def _chunked_predict(proc, whole, max_tokens: int, context: int):
+    """``proc.predict`` that hands documents over ``max_tokens`` to :func:`predict_in_chunks`
+    and everything else to ``whole`` (spaCy's own predict)."""
+    def predict(docs):
+        docs = list(docs)
+        if all(len(doc) <= max_tokens for doc in docs):
+            return whole(docs)
+        return predict_in_chunks(proc.model, docs, max_tokens=max_tokens, context=context)
+
+    return predict
