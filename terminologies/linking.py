@@ -324,10 +324,13 @@ class Linker:
             mask = self.route_concepts(mentions[i].label)
             systems = {r.split(":", 1)[0] for r in self.routes[mentions[i].label]}
             for system in sorted(systems):
-                for h in self.lexical.search(queries[i], k=self.n_candidates * 4, system=system):
-                    c = self._cid(h["system"], h["code"])
-                    if c >= 0 and mask[c] and len(pools[i]) < self.n_candidates * 2:
-                        pools[i].setdefault(c, self._candidate(c, lexical=h["score"], matched=h["matched"]))
+                rows, scores = self.lexical.search_rows(queries[i], k=self.n_candidates * 4, system=system)
+                cs = self.row_concept[rows]
+                for j in numpy.flatnonzero((cs >= 0) & mask[numpy.maximum(cs, 0)]).tolist():
+                    if len(pools[i]) >= self.n_candidates * 2:
+                        break
+                    pools[i].setdefault(int(cs[j]), self._candidate(int(cs[j]), lexical=round(float(scores[j]), 4),
+                                                                     matched=self.lexical.terms[rows[j]]))
         # dense channel: one encoder call, then a search per label (exact, or HNSW when large)
         qv, qrow = None, {i: j for j, i in enumerate(routed)}
         if self.bi_model is not None:

@@ -108,6 +108,15 @@ class LexicalRetriever:
                 if len(tok) >= 4:
                     self.by_prefix[tok[:4]].append(i)
         self.unique_terms = list(self.exact)
+        # per synonym row: its concept (numbered in order of first appearance) and system, so a
+        # query's candidate rows are grouped and ranked with numpy, not a Python loop
+        keys: dict[tuple[str, str], int] = {}
+        self.row_cid = numpy.array([keys.setdefault(k, len(keys)) for k in zip(systems, codes)], dtype=numpy.int64)
+        self.system_names = sorted(set(systems))
+        sid = {s: j for j, s in enumerate(self.system_names)}
+        self.row_system = numpy.array([sid[s] for s in systems], dtype=numpy.int64)
+        # tie-break of equal concepts: the shorter preferred term (0 when the concept has none)
+        self.cid_term_len = numpy.array([len(concept_terms.get(k, ("",))[0]) for k in keys], dtype=numpy.int64)
 
     @classmethod
     def from_index(cls, index) -> "LexicalRetriever":
@@ -130,45 +139,67 @@ class LexicalRetriever:
                 found.update(self.by_prefix.get(tok[:4], ())[:MAX_CANDIDATES])
         return found
 
-    def search(self, query: str, *, k: int = 10, system: str | None = None) -> list[dict[str, Any]]:
+    def search_rows(self, query: str, *, k: int = 10, system: str | None = None) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """The top ``k`` concepts for ``query`` as (synonym row of each concept's best match, its
+        score), best first; :meth:`search` describes them as dicts.
+
+        A concept's best row has the highest score, then the best synonym type, then the earliest
+        place among the query's matches (exact, fuzzy scan, shared-token candidates). Concepts
+        rank by score, then number of exact synonyms, best row's type, shorter preferred term,
+        then that place."""
         from rapidfuzz import fuzz, process
 
+        empty = (numpy.zeros(0, dtype=numpy.int64), numpy.zeros(0, dtype=numpy.float64))
         q = normalize(query)
         if not q:
-            return []
-        scores: dict[int, float] = {}
-        for i in self.exact.get(q, ()):
-            scores[i] = 1.0
-        cands = self._candidates(q) - scores.keys()
-        if not cands and not scores:
+            return empty
+        rows = list(self.exact.get(q, ()))
+        scores = [1.0] * len(rows)
+        cands = self._candidates(q) - dict.fromkeys(rows).keys()  # (the set order the ranking's last tie-break saw)
+        if not cands and not rows:
             # nothing shares a token: fuzzy scan over every distinct term (misspellings)
             for term, score, _ in process.extract(q, self.unique_terms, scorer=fuzz.ratio,
                                                   limit=50, score_cutoff=70):
                 for i in self.exact[term]:
-                    scores[i] = score / 100 * 0.95
-        if cands:  # one rapidfuzz call for all candidates (same order and values as one by one)
-            rows = list(cands)
-            sims = numpy.minimum(fuzzy_matrix([q], [self.norm[i] for i in rows], numpy.float64)[0], 0.99)
-            scores.update(zip(rows, sims.tolist()))
-        best: dict[tuple[str, str], list] = {}
-        for i, s in scores.items():
-            key = (self.systems[i], self.codes[i])
-            if system and key[0] != system:
-                continue
-            cur = best.get(key)
-            if cur is None:
-                best[key] = [s, i, 1 if s >= 1.0 else 0]
-            else:
-                if s >= 1.0:
-                    cur[2] += 1
-                if s > cur[0] or (s == cur[0] and self.type_rank[i] < self.type_rank[cur[1]]):
-                    cur[0], cur[1] = s, i
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][2], self.type_rank[kv[1][1]],
-                                                      len(self.concept_terms.get(kv[0], ("",))[0])))
+                    rows.append(i)
+                    scores.append(score / 100 * 0.95)
+        rows_a = numpy.array(rows, dtype=numpy.int64)
+        scores_a = numpy.array(scores, dtype=numpy.float64)
+        if cands:  # one rapidfuzz call for all candidates
+            extra = numpy.fromiter(cands, dtype=numpy.int64, count=len(cands))
+            sims = numpy.minimum(fuzzy_matrix([q], [self.norm[i] for i in extra.tolist()], numpy.float64)[0], 0.99)
+            rows_a = numpy.concatenate([rows_a, extra])
+            scores_a = numpy.concatenate([scores_a, sims])
+        if system is not None:
+            if system not in self.system_names:
+                return empty
+            keep = self.row_system[rows_a] == self.system_names.index(system)
+            pos = numpy.flatnonzero(keep)
+            rows_a, scores_a = rows_a[keep], scores_a[keep]
+        else:
+            pos = numpy.arange(len(rows_a))
+        if not len(rows_a):
+            return empty
+        cid = self.row_cid[rows_a]
+        trank = self.type_rank[rows_a]
+        # each concept's best row: the first of its group sorted by score, type, place
+        order = numpy.lexsort((pos, trank, -scores_a, cid))
+        cid_o = cid[order]
+        starts = numpy.flatnonzero(numpy.r_[True, cid_o[1:] != cid_o[:-1]])
+        best = order[starts]
+        n_exact = numpy.add.reduceat((scores_a[order] >= 1.0).astype(numpy.int64), starts)
+        first = numpy.minimum.reduceat(pos[order], starts)
+        best_s = scores_a[best]
+        ranked = numpy.lexsort((first, self.cid_term_len[cid_o[starts]], trank[best], -n_exact, -best_s))[:k]
+        return rows_a[best[ranked]], best_s[ranked]
+
+    def search(self, query: str, *, k: int = 10, system: str | None = None) -> list[dict[str, Any]]:
+        rows, scores = self.search_rows(query, k=k, system=system)
         out = []
-        for (sys_, code), (s, i, _) in ranked[:k]:
+        for i, s in zip(rows.tolist(), scores.tolist()):
+            sys_, code = self.systems[i], self.codes[i]
             term, kind = self.concept_terms.get((sys_, code), (self.terms[i], ""))
             out.append({"system": sys_, "code": code, "term": term, "kind": kind,
-                        "score": round(float(s), 4), "matched": self.terms[i],
+                        "score": round(s, 4), "matched": self.terms[i],
                         "match_type": SYNONYM_TYPES[self.type_rank[i]]})
         return out

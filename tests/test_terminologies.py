@@ -280,3 +280,59 @@ def test_dense_search_with_packaged_minilm(tmp_path):
     write_index(import_csv(p, system="local"), tmp_path / "ix", name="t", embed_model="all-MiniLM-L6-v2")
     ix = ConceptIndex.load(tmp_path / "ix")
     assert ix.search("breathlessness", k=1, mode="dense")[0]["code"] == "A3"
+
+
+def _reference_ranking(r, query, k, system=None):
+    """The lexical ranking spelt out one synonym at a time (what search_rows computes with numpy)."""
+    from medtext.terminologies.index import normalize
+    from medtext.terminologies.retrieval import fuzzy_score
+
+    q = normalize(query)
+    hits = [(i, 1.0 if n == q else min(fuzzy_score(q, n), 0.99)) for i, n in enumerate(r.norm)
+            if n == q or i in r._candidates(q)]
+    best: dict = {}
+    for place, (i, s) in enumerate(hits):
+        key = (r.systems[i], r.codes[i])
+        if system and key[0] != system:
+            continue
+        cur = best.setdefault(key, [s, i, 0, place])
+        cur[2] += s >= 1.0
+        if s > cur[0] or (s == cur[0] and r.type_rank[i] < r.type_rank[cur[1]]):
+            cur[0], cur[1] = s, i
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][2], r.type_rank[kv[1][1]],
+                                                  len(r.concept_terms.get(kv[0], ("",))[0]), kv[1][3]))
+    return [(key[1], round(v[0], 4), r.terms[v[1]]) for key, v in ranked[:k]]
+
+
+def test_lexical_ranking_tie_breaks():
+    """Best synonym per concept, then: score, number of exact synonyms, synonym type, shorter
+    preferred term; the system filter; search() describes search_rows()."""
+    from medtext.terminologies.retrieval import LexicalRetriever
+
+    rows = [  # system, code, term, type
+        ("s", "A", "knee pain", "synonym"), ("s", "A", "Knee Pain", "abbreviation"),
+        ("s", "B", "knee pain", "preferred"),
+        ("s", "C", "knee pain", "synonym"), ("s", "C", "pain in knee", "preferred"),
+        ("s", "D", "knee pain", "synonym"),
+        ("s", "E", "knee pains", "preferred"), ("s", "F", "painful knee", "preferred"),
+        ("t", "A", "knee pain", "preferred"), ("s", "G", "elbow pain", "preferred"),
+    ]
+    concept_terms = {("s", "A"): ("Knee pain (finding)", "finding"), ("s", "B"): ("Knee pain", "finding"),
+                     ("s", "C"): ("Pain in knee", "finding"), ("s", "D"): ("Gonalgia", "finding"),
+                     ("s", "E"): ("Knee pains", "finding"), ("t", "A"): ("Knee pain", "finding")}
+    r = LexicalRetriever(*map(list, zip(*rows)), concept_terms)
+    hits = r.search("knee pain", k=20, system="s")
+    got = [(h["code"], h["score"], h["matched"]) for h in hits]
+    # A: two exact synonyms; B: a preferred term; D before C: a shorter preferred term;
+    # F's "painful knee" has the same words as E's "knee pains" minus one: E ranks first
+    assert [g[0] for g in got[:4]] == ["A", "B", "D", "C"]
+    assert got[0][2] == "knee pain" and hits[1]["match_type"] == "preferred"
+    assert all(s == 1.0 for _, s, _ in got[:4]) and all(s < 1.0 for _, s, _ in got[4:])
+    assert {h["system"] for h in hits} == {"s"} and "t" in {h["system"] for h in r.search("knee pain", k=20)}
+    assert r.search("knee pain", k=20, system="nosuch") == [] and r.search("  ", k=3) == []
+    for q in ("knee pain", "pain", "knee", "painful knees", "elbow", "kne pain"):
+        for system in (None, "s", "t"):
+            assert [(h["code"], h["score"], h["matched"]) for h in r.search(q, k=20, system=system)] \
+                == _reference_ranking(r, q, 20, system), (q, system)
+    rows_, scores = r.search_rows("knee pain", k=2, system="s")
+    assert [r.codes[i] for i in rows_] == ["A", "B"] and scores.tolist() == [1.0, 1.0]
