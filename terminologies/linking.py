@@ -227,9 +227,10 @@ class Linker:
                                                 normalize_embeddings=True, convert_to_numpy=True,
                                                 show_progress_bar=False).astype("float32")
 
-    def _example_channel(self, mentions, queries, routed, pools, qv, qrow) -> None:
+    def _example_channel(self, mentions, queries, routed, pools, qv, qrow, spare) -> None:
         """Score every routed mention against the annotated examples of its route; add their
-        concepts to the pool and keep each concept's best example score in ``example``."""
+        concepts to the pool (with their lexical score when ``spare`` holds one) and keep each
+        concept's best example score in ``example``."""
         from .retrieval import fuzzy_matrix
 
         by_label: dict[str, list[int]] = {}
@@ -264,7 +265,9 @@ class Linker:
                         break
                     c = int(uniq[k])
                     if c not in pools[i]:
-                        pools[i][c] = self._candidate(c)
+                        lex = spare[i].pop(c, None)
+                        pools[i][c] = self._candidate(c) if lex is None else \
+                            self._candidate(c, lexical=lex[0], matched=lex[1])
                     pools[i][c].example = max(pools[i][c].example, float(best[k]))
 
     def route_concepts(self, label: str) -> numpy.ndarray:
@@ -319,18 +322,33 @@ class Linker:
         if not routed:
             return results
         pools: dict[int, dict[int, Candidate]] = {i: {} for i in routed}
-        # lexical channel
+        keep = max(self.top, self.rerank_top if self.cross is not None else 0)
+        # lexical channel. Each mention's lexical candidates in rank order: place[i][concept].
+        # Linking lexically, a candidate scoring below the keep-th best lexical score can only
+        # reach the returned list through an example, so it waits in spare[i] (no Candidate made)
+        # and the example channel takes it from there.
+        place: dict[int, dict[int, int]] = {}
+        spare: dict[int, dict[int, tuple[float, str]]] = {i: {} for i in routed}
         for i in routed:
             mask = self.route_concepts(mentions[i].label)
             systems = {r.split(":", 1)[0] for r in self.routes[mentions[i].label]}
+            found: dict[int, tuple[float, str]] = {}
             for system in sorted(systems):
                 rows, scores = self.lexical.search_rows(queries[i], k=self.n_candidates * 4, system=system)
                 cs = self.row_concept[rows]
                 for j in numpy.flatnonzero((cs >= 0) & mask[numpy.maximum(cs, 0)]).tolist():
-                    if len(pools[i]) >= self.n_candidates * 2:
+                    if len(found) >= self.n_candidates * 2:
                         break
-                    pools[i].setdefault(int(cs[j]), self._candidate(int(cs[j]), lexical=round(float(scores[j]), 4),
-                                                                     matched=self.lexical.terms[rows[j]]))
+                    found.setdefault(int(cs[j]), (round(float(scores[j]), 4), self.lexical.terms[rows[j]]))
+            place[i] = {c: n for n, c in enumerate(found)}
+            cut = 0.0
+            if self.bi_model is None and len(found) > keep:
+                cut = sorted((sc for sc, _ in found.values()), reverse=True)[keep - 1]
+            for c, (sc, matched) in found.items():
+                if 0.0 < sc < cut:
+                    spare[i][c] = (sc, matched)
+                else:
+                    pools[i][c] = self._candidate(c, lexical=sc, matched=matched)
         # dense channel: one encoder call, then a search per label (exact, or HNSW when large)
         qv, qrow = None, {i: j for j, i in enumerate(routed)}
         if self.bi_model is not None:
@@ -353,7 +371,7 @@ class Linker:
                         else:
                             pools[i][c].dense = max(pools[i][c].dense, cos)
         if self.ex_norm:
-            self._example_channel(mentions, queries, routed, pools, qv, qrow)
+            self._example_channel(mentions, queries, routed, pools, qv, qrow, spare)
         if self.bi_model is not None:  # cosine of lexical/example-only candidates: best synonym row
             for i in routed:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
@@ -374,8 +392,11 @@ class Linker:
                 cand.score = (self.dense_weight * cand.dense + (1 - self.dense_weight) * cand.lexical
                               if self.bi_model is not None else cand.lexical)
                 cand.score = max(cand.score, cand.example)
-            ranked = sorted(pools[i].values(), key=lambda x: (-x.score, len(x.term)))
-            results[i].candidates = ranked[:max(self.top, self.rerank_top if self.cross else 0)]
+            # ties: the shorter term, then the lexical rank, then the order the other channels added them
+            n_lex = len(place[i])
+            ranked = sorted(enumerate(pools[i].items()), key=lambda x: (
+                -x[1][1].score, len(x[1][1].term), place[i].get(x[1][0], n_lex + x[0])))
+            results[i].candidates = [cand for _, (_, cand) in ranked[:keep]]
         if self.cross is not None:
             self._rerank(mentions, queries, routed, results)
         for i in routed:

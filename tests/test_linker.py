@@ -151,6 +151,24 @@ def test_char_ngram_tfidf():
     assert m[2, 0] > m[3, 0] > 0 and m[2, 3] == 0
 
 
+def test_lexical_pruning_keeps_what_examples_lift(medtext_home):
+    """Linking lexically, candidates below the top few lexical scores are not materialised;
+    one that an example lifts to the top still carries its lexical score and matched synonym,
+    and the returned list is the head of the full ranking."""
+    ix = ConceptIndex.load(default_index_dir())
+    m = Mention("pain in the left side of chest", "PROBLEM")
+    full = Linker(ix, bi_encoder=None, top=64).link([m])[0].candidates
+    x = full[10]
+    assert x.lexical < full[0].lexical and x.matched  # far below the cut for top=1
+    one = Linker(ix, bi_encoder=None, top=1).link([m])[0].candidates
+    assert [(c.code, c.score) for c in one] == [(c.code, c.score) for c in full[:1]]
+    rows = [("pain in the left side of chest", x.system, x.code)]
+    lifted = Linker(ix, bi_encoder=None, top=1, examples=rows).link([m])[0].candidates[0]
+    wide = {c.code: c for c in Linker(ix, bi_encoder=None, top=64, examples=rows).link([m])[0].candidates}
+    assert lifted.code == x.code and lifted.example == 1.0 == lifted.score
+    assert (lifted.lexical, lifted.matched) == (x.lexical, x.matched) == (wide[x.code].lexical, wide[x.code].matched)
+
+
 def test_component_examples_config(medtext_home, tmp_path):
     import spacy
 
