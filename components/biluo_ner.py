@@ -30,6 +30,9 @@ from spacy.util import registry
 from thinc.api import Model, SequenceCategoricalCrossentropy
 
 PREFIXES = ("B", "I", "L", "U")
+# doc.user_data key: each token's probability of being outside any entity (float32 array; medtext_ner
+# reads it for its veto_outside and removes it)
+P_OUTSIDE = "medtext_ner_p_outside"
 
 
 def biluo_tags(labels) -> list[str]:
@@ -141,8 +144,14 @@ class BiluoNER(Tagger):
         tags = list(self.labels)
         cons = self._constraints()
         conf = self.confident_o
+        o = tags.index("O") if "O" in tags else None
         for doc, s in zip(docs, scores):
-            doc.ents = decode(doc, self.model.ops.to_numpy(s), tags, cons, conf)
+            s = self.model.ops.to_numpy(s)
+            doc.ents = decode(doc, s, tags, cons, conf)
+            if o is not None:  # what medtext_ner's matcher veto reads
+                x = numpy.asarray(s, dtype="float64")
+                p = numpy.exp(x[:, o] - numpy.logaddexp.reduce(x, axis=1)) if len(x) else x[:, 0]
+                doc.user_data[P_OUTSIDE] = p.astype("float32")
 
     def get_loss(self, examples, scores):
         loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)

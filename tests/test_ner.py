@@ -50,6 +50,32 @@ def test_model_entities_win_overlaps(medtext_home):
     assert _ents(doc) == [("pleural", "PROBLEM"), ("effusion", "PROBLEM"), ("chest pain", "PROBLEM")]
 
 
+def test_veto_outside_drops_hits_the_model_is_sure_are_not_entities(medtext_home):
+    import numpy
+
+    from medtext.components.biluo_ner import P_OUTSIDE
+
+    def run(veto, p_out):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("medtext_ner", config={"veto_outside": veto})
+        doc = nlp.make_doc("Left pleural effusion; chest pain.")
+        if p_out is not None:
+            doc.user_data[P_OUTSIDE] = numpy.array(p_out, dtype="float32")
+        doc = nlp.get_pipe("medtext_ner")(doc)
+        assert P_OUTSIDE not in doc.user_data  # read and removed
+        return _ents(doc)
+
+    both = [("pleural effusion", "PROBLEM"), ("chest pain", "PROBLEM")]
+    sure = [0.99] * 3 + [0.5] + [0.99] * 3  # tokens: Left pleural effusion ; chest pain .
+    assert run(None, sure) == both  # no veto configured
+    assert run(0.9, None) == both  # no model probabilities: nothing to veto
+    assert run(0.9, sure) == []  # every token of both hits >= 0.9 outside
+    assert run(0.9, [0.99, 0.99, 0.6, 0.99, 0.99, 0.99, 0.99]) == both[:1]  # one unsure token keeps a hit
+    assert run(1.0, sure) == both
+    with pytest.raises(ConfigError, match="veto_outside"):
+        spacy.blank("en").add_pipe("medtext_ner", config={"veto_outside": 1.5})
+
+
 def test_labels_filter_and_config_errors(tmp_path, medtext_home):
     nlp = spacy.blank("en")
     nlp.add_pipe("medtext_ner", config={"labels": ["DRUG"]})
