@@ -69,6 +69,9 @@ def _examples(nlp):
 
 @pytest.fixture(scope="module")
 def trained():
+    from thinc.api import fix_random_seed
+
+    fix_random_seed(0)  # the same weights whichever tests ran before in this process
     nlp = spacy.blank("en")
     nlp.add_pipe("medtext_biluo_ner", name="ner", config={"model": {
         "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False,
@@ -92,7 +95,10 @@ def test_tiny_tagger_learns_and_scores(trained):
     assert [(e.text, e.label_) for e in doc.ents] == [("aspirin", "DRUG"), ("chest pain", "PROBLEM")]
     scores = nlp.evaluate(examples)
     assert scores["ents_f"] == pytest.approx(1.0) and set(scores["ents_per_type"]) == {"DRUG", "PROBLEM"}
-    assert [d.ents for d in nlp.pipe(["", "  \n ", "..."])] == [(), (), ()]
+    # empty and whitespace-only documents never have entities; punctuation-only ones run (what a
+    # four-sentence model makes of "..." is not defined)
+    assert [d.ents for d in nlp.pipe(["", "  \n "])] == [(), ()]
+    assert len(nlp("...")) == 1
 
 
 def test_tagger_saves_and_loads(trained, tmp_path):
