@@ -633,7 +633,10 @@ def check_organism_antibiotic(note: Note) -> list[dict]:
                 continue
             if not ({drug.name, *drug.classes} & org.inactive):
                 continue
-            others = [x for x in note.in_sentences(note.drugs, m.sentence, m.sentence) if x.key != m.key]
+            # an active drug in the same sentence, or between the organism and this drug ("if MRSA
+            # coverage still needed, linezolid. Dose cefepime for CRRT") covers the organism
+            lo, hi = min(o.sentence, m.sentence), max(o.sentence, m.sentence)
+            others = [x for x in note.in_sentences(note.drugs, lo, hi) if x.key != m.key]
             if any(not ({note.kb.drugs[x.key].name, *note.kb.drugs[x.key].classes} & org.inactive)
                    and ANTIMICROBIAL & set(note.kb.drugs[x.key].classes)
                    for x in others):
@@ -673,6 +676,8 @@ def _lab_value(lab: Lab, value: float, unit: str | None) -> float | None:
             return value / 1000
         return value
     u, t = unit.lower().rstrip(".").replace("μ", "µ").replace("mcl", "ul"), lab.unit
+    if u in ("mmol", "meq", "mval"):
+        return None  # an amount given ("sodium phosphate 15 mmol IV"), not a level
     if u == t or any(u in g and t in g for g in _EQUIV_UNITS):
         return value
     if "10^3" in t and u in ("/mm3", "/ul", "/µl", "cells/ul", "/mm^3", "cells/mm3"):
@@ -757,22 +762,35 @@ _SITES = ("shoulder", "elbow", "wrist", "hand", "finger", "thumb", "hip", "knee"
           "testicle", "groin", "heel", "shin")
 _LATERAL = re.compile(r"\b(left|right|bilateral(?:ly)?|both)\b[\s-]*(?:sided\s+)?(?:[a-z]+\s+){0,2}?"
                       r"(" + "|".join(_SITES) + r")s?\b", re.I)
+_HEADING_AFTER = re.compile(r"[ \t]*:")
 _NORMALISH = re.compile(r"\b(normal|unremarkable|intact|no|without|negative|clear|compar\w*|contralateral|"
                         r"prior|previous|history|old|status post|s/p)\b", re.I)
 
 
 def check_laterality(note: Note) -> list[dict]:
     """One limb, joint or paired organ called left in one sentence and right in another (never
-    when the note says bilateral/both for it, or names both sides in one sentence)."""
-    sides: dict[str, dict[str, list[int]]] = {}
+    when the note says bilateral/both for it, or names both sides in one sentence; headings
+    "Right kidney:" and "Left kidney:" of a report describing each side do not count)."""
+    found = []  # (site, side, sentence, written as a heading: "Right kidney: 11.8 cm ...")
     for m in _LATERAL.finditer(note.text):
         i = note.sentence_at(m.start())
         if i is None:
             continue
         side = m.group(1).lower()
         side = "both" if side.startswith("bilateral") or side == "both" else side
-        site = m.group(2).lower()
-        sides.setdefault(site, {}).setdefault(side, []).append(i)
+        heading = bool(_HEADING_AFTER.match(note.text, m.end())) and \
+            not note.text[note.text.rfind("\n", 0, m.start()) + 1:m.start()].strip()
+        found.append((m.group(2).lower(), side, i, heading))
+    # a report that describes each side under its own heading names both on purpose: those
+    # headings are not evidence of a mix-up (the other mentions of the site still are)
+    headed: dict[str, set[str]] = {}
+    for site, side, _, heading in found:
+        if heading:
+            headed.setdefault(site, set()).add(side)
+    sides: dict[str, dict[str, list[int]]] = {}
+    for site, side, i, heading in found:
+        if not (heading and {"left", "right"} <= headed.get(site, set())):
+            sides.setdefault(site, {}).setdefault(side, []).append(i)
     out = []
     for site, by in sides.items():
         if "both" in by or not ({"left", "right"} <= set(by)):

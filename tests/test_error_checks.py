@@ -151,6 +151,9 @@ def test_organism_antibiotic(kb):
     # organism negated
     assert fired("Nasal swab negative for MRSA. Started cefazolin 2 g IV.", "organism_antibiotic", kb) == []
     assert fired("Mycoplasma pneumoniae on PCR; started ceftriaxone 1 g IV.", "organism_antibiotic", kb)
+    # something active named between the organism and the drug
+    assert fired("Stop linezolid; if MRSA coverage still needed, vancomycin. Dose cefazolin for CRRT.",
+                 "organism_antibiotic", kb) == []
 
 
 @pytest.mark.parametrize("text,fix", [
@@ -176,6 +179,7 @@ def test_lab_interpretation_fires(kb, text, fix):
     "Glucose 250, elevated.",  # not in the test tables
     "Potassium 3.4, hypokalemia resolved after repletion, now 4.2.",
     "WBC 15.2 and creatinine low.",  # "low" describes something else
+    "Hypokalemia: potassium 40 mEq PO given.",  # an amount given, not a level
 ])
 def test_lab_interpretation_silent(kb, text):
     assert fired(text, "lab_interpretation", kb) == []
@@ -223,3 +227,16 @@ def test_no_sentences_and_list_items(kb):
     out = check_text(listed, kb=kb)
     assert [f["detector"] for f in out] == ["checks:dose_range"]
     assert listed[out[0]["start"]:out[0]["end"]] == "- amoxicillin 5000 mg PO TID"
+
+
+def test_laterality(kb):
+    assert fired("He underwent right knee arthroscopy. Left knee swelling noted on day 2.", "laterality", kb)
+    # a report that describes each side under its own heading
+    report = ("FINDINGS:\nRight kidney: 11.8 cm in length. Moderate hydronephrosis.\n"
+              "Left kidney: 11.2 cm in length. Mild hydronephrosis.\n")
+    assert fired(report, "laterality", kb) == []
+    # ... but a mention outside the headings still counts
+    assert fired("Right foot pain 3/10.\nRight foot: wound vac intact.\nLeft foot: callus.\nNWB left foot.",
+                 "laterality", kb)
+    # one heading is not both: the other side is still a mix-up
+    assert fired("Right knee: effusion. Plan left knee arthroscopy.", "laterality", kb)
