@@ -14,8 +14,9 @@ pipeline) are kept as they are. A matcher hit is added only where it overlaps no
 among overlapping matcher hits the longest wins (then the earliest). With ``veto_outside``
 (the ``default`` preset: 0.9), a hit is also dropped when ``medtext_biluo_ner`` gave every one
 of its tokens at least that probability of being outside any entity: where the CNN is sure
-there is nothing, a synonym's surface form ("urine", "fasting") is not taken for an entity. The concepts behind a
-matcher hit are kept in ``ent._.matched_concepts`` as ``[(system, code)]`` for the linker.
+there is nothing, a synonym's surface form ("lives with wife", "CSF" as a drug) is not taken
+for an entity. The concepts behind a matcher hit are kept in ``ent._.matched_concepts`` as
+``[(system, code)]`` for the linker.
 """
 
 from __future__ import annotations

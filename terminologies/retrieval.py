@@ -155,7 +155,9 @@ class LexicalRetriever:
             return empty
         rows = list(self.exact.get(q, ()))
         scores = [1.0] * len(rows)
-        cands = self._candidates(q) - dict.fromkeys(rows).keys()  # (the set order the ranking's last tie-break saw)
+        # minus dict keys, not a set: the result's iteration order is the ranking's last tie-break,
+        # and this keeps it what it has always been
+        cands = self._candidates(q) - dict.fromkeys(rows).keys()
         if not cands and not rows:
             # nothing shares a token: fuzzy scan over every distinct term (misspellings)
             for term, score, _ in process.extract(q, self.unique_terms, scorer=fuzz.ratio,
