@@ -23,7 +23,8 @@ organism_antibiotic  an antibiotic is given for an organism it is inactive again
 lab_interpretation   a lab value contradicts the word describing it ("potassium 6.1, low";
                      "hypokalemia with a potassium of 5.9"; ``labs.tsv`` reference ranges)
 laterality           one limb / joint / paired organ is called left in one sentence and right
-                     in another (never with "bilateral", "both" or a normal-comparison sentence)
+                     in another (never with "bilateral", "both" or a normal-comparison sentence;
+                     "Right kidney:" / "Left kidney:" headings of a two-sided report not counted)
 assertion_conflict   one finding (one concept and head word) is both affirmed and negated in the
                      same section (entities with ConText assertions needed)
 ==================== ==============================================================================

@@ -112,9 +112,8 @@ class LexicalRetriever:
         # query's candidate rows are grouped and ranked with numpy, not a Python loop
         keys: dict[tuple[str, str], int] = {}
         self.row_cid = numpy.array([keys.setdefault(k, len(keys)) for k in zip(systems, codes)], dtype=numpy.int64)
-        self.system_names = sorted(set(systems))
-        sid = {s: j for j, s in enumerate(self.system_names)}
-        self.row_system = numpy.array([sid[s] for s in systems], dtype=numpy.int64)
+        self.system_id = {s: j for j, s in enumerate(sorted(set(systems)))}
+        self.row_system = numpy.array([self.system_id[s] for s in systems], dtype=numpy.int64)
         # tie-break of equal concepts: the shorter preferred term (0 when the concept has none)
         self.cid_term_len = numpy.array([len(concept_terms.get(k, ("",))[0]) for k in keys], dtype=numpy.int64)
 
@@ -173,9 +172,9 @@ class LexicalRetriever:
             rows_a = numpy.concatenate([rows_a, extra])
             scores_a = numpy.concatenate([scores_a, sims])
         if system is not None:
-            if system not in self.system_names:
+            if system not in self.system_id:
                 return empty
-            keep = self.row_system[rows_a] == self.system_names.index(system)
+            keep = self.row_system[rows_a] == self.system_id[system]
             pos = numpy.flatnonzero(keep)
             rows_a, scores_a = rows_a[keep], scores_a[keep]
         else:
