@@ -11,7 +11,7 @@ export MEDTEXT_HOME
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-ner-trf train-linker train-layout train-layout-trf train-relations train-relations-trf train-errors screenshots
+.PHONY: demo test test-fast install install-trf pdfs bench assets info clean terminology train-ner train-ner-trf train-linker train-linker-clf train-layout train-layout-trf train-relations train-relations-trf train-errors screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ train-ner-trf: install-trf
 # The linker's fine-tuned bi-encoder and cross-encoder; re-embeds the default index.
 train-linker: install-trf $(TERM_INDEX)
 	$(BIN)/medtext train linker
+
+# The linker's mention classifier on the team's ICF train + dev mentions (numpy, about a
+# minute; a trained copy ships in medtext/models/linker_clf, this replaces it under
+# $(MEDTEXT_HOME)/models/linker_clf).
+train-linker-clf: install
+	$(BIN)/medtext train linker-clf
 
 # The layout classifier on synthetic letters (a few minutes on CPU; a trained copy ships in
 # medtext/models/layout, this replaces it under $(MEDTEXT_HOME)/models/layout).

@@ -13,9 +13,11 @@ Configurations (each needs what the one before it built):
 - ``rerank``       dense-tuned + the cross-encoder medtext:linker_cross (score = 0.3 * its
                    probability + 0.7 * the fused score);
 - ``lexical-ex``, ``dense-base-ex``, ``dense-tuned-ex``: those configurations with the team's ICF train
-                   and dev mentions as examples (``examples = "medtext:icf"``, as in the presets;
-                   the ICF test split is never seen; MedProcNER mentions are procedures, which no
-                   example is routed to).
+                   and dev mentions as examples (``examples = "medtext:icf"``; the ICF test split
+                   is never seen; MedProcNER mentions are procedures, which no example is routed to);
+- ``lexical-ex-clf`` (**the presets**), ``dense-tuned-ex-clf``: + the mention classifier
+                   ``medtext:linker_clf`` (``$MEDTEXT_HOME/models/linker_clf`` or the packaged copy,
+                   trained on the same train and dev mentions) at ``classifier_weight`` 0.5.
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -34,13 +36,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = "medtext:icf"  # what the presets use: the team's ICF train + dev notes
+CLASSIFIER = "medtext:linker_clf"
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank,lexical-ex,dense-base-ex,dense-tuned-ex")
+    p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank,lexical-ex,dense-base-ex,"
+                                        "dense-tuned-ex,lexical-ex-clf,dense-tuned-ex-clf")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
     args = p.parse_args()
 
@@ -49,6 +53,7 @@ def main() -> None:
     from medtext.terminologies.default import default_index_dir
     from medtext.terminologies.index import ConceptIndex, embed_index
     from medtext.terminologies.linking import Linker
+    from medtext.terminologies.mention_classifier import classifier_path, load_classifier
 
     tuned_dir = default_index_dir()
     base_dir = tuned_dir.with_name("default-minilm")
@@ -70,6 +75,14 @@ def main() -> None:
         "dense-base-ex": (base_dir, dict(bi_encoder="index", examples=load_examples(EXAMPLES))),
         "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=load_examples(EXAMPLES))),
     }
+    for name in ("lexical-ex", "dense-tuned-ex"):
+        if f"{name}-clf" in configs:
+            clf = load_classifier(CLASSIFIER)
+            if clf.meta.get("examples_source", EXAMPLES) != EXAMPLES:
+                sys.exit(f"{classifier_path(CLASSIFIER)} was trained on {clf.meta['examples_source']}, "
+                         f"not {EXAMPLES}: the ICF test split must stay unseen")
+            settings[f"{name}-clf"] = (settings[name][0], dict(settings[name][1], classifier=clf,
+                                                                  classifier_weight=0.5))
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
             "icf-test": (read_medtext_linking(ICF_DIR, "test"), None)}
     results = {"anchors": ANCHORS, "configs": {}}
@@ -81,21 +94,24 @@ def main() -> None:
         linker = Linker(ConceptIndex.load(index_dir), top=25, **kw)
         load_s = time.perf_counter() - t
         results["configs"][name] = {"load_seconds": round(load_s, 2), "sets": {}}
+        if kw.get("classifier") is not None:
+            results["configs"][name]["classifier"] = {"path": str(classifier_path(CLASSIFIER)), **{
+                k: kw["classifier"].meta.get(k) for k in ("examples_source", "examples", "classes", "features")}}
         for set_name, (mentions, system) in sets.items():
             linker.cache.clear()
             r = evaluate_linking(linker, mentions, system=system)
             results["configs"][name]["sets"][set_name] = r
-            print(f"{name:<12} {set_name:<15} cov {r['coverage']:.3f}  covered @1/@5/@25 "
+            print(f"{name:<18} {set_name:<15} cov {r['coverage']:.3f}  covered @1/@5/@25 "
                   f"{r['acc_covered']['@1']:.3f}/{r['acc_covered']['@5']:.3f}/{r['acc_covered']['@25']:.3f}  "
                   f"macro-F1 {r['top1']['macro_f1']:.3f}  {r['mentions_per_s']:>7} mentions/s  NIL threshold "
                   f"{r['nil_calibration']['best_threshold']:.2f} best", flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print()
-    print(f"{'config':<14} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")
+    print(f"{'config':<18} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")
     for name, c in results["configs"].items():
         for set_name, r in c["sets"].items():
             a = r["acc_covered"]
-            print(f"{name:<14} {set_name:<15} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
+            print(f"{name:<18} {set_name:<15} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
                   f"{r['acc_all']['@1']:>6.3f} {r['top1']['macro_f1']:>6.3f} {r['top1_category']['macro_f1']:>6.3f} "
                   f"{r['mentions_per_s']:>8}")
     print(f"anchors: ClinLinker MedProcNER covered-style acc@1/5/25 0.663/0.828/0.898; ICF macro-F1 0.84; "

@@ -16,7 +16,10 @@ was embedded with; or a sentence-transformers name/path, which must match the in
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
 train linker``). ``examples`` adds annotated mentions as extra names of their concepts
 (``"medtext:icf"``: the team's ICF train and dev notes; or a JSONL path, see
-:func:`medtext.corpora.linking_data.load_examples`). ``nlp.pipe`` links all entities of a batch of documents in one call.
+:func:`medtext.corpora.linking_data.load_examples`). ``classifier`` re-ranks with a mention
+classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
+linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
+notes; or a model folder), weighted by ``classifier_weight``. ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class EntityLinker:
                  cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                  rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                  use_context: bool, device: str, batch_size: int, cache_size: int, ann: str,
-                 examples: str | None = None):
+                 examples: str | None = None, classifier: str | None = None,
+                 classifier_weight: float = 0.5):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -48,7 +52,8 @@ class EntityLinker:
         for ext, default in (("concepts", None), ("linked", None)):
             if not Span.has_extension(ext):
                 Span.set_extension(ext, default=default)
-        for key, w in (("dense_weight", dense_weight), ("rerank_weight", rerank_weight)):
+        for key, w in (("dense_weight", dense_weight), ("rerank_weight", rerank_weight),
+                       ("classifier_weight", classifier_weight)):
             if not 0.0 <= w <= 1.0:
                 raise ConfigError(f"{name}.{key} must be within 0..1, not {w}")
         if top < 1 or candidates < 1:
@@ -68,13 +73,22 @@ class EntityLinker:
                 rows = load_examples(examples)
             except InputError as e:
                 raise ConfigError(f"{name}.examples: {e}") from e
+        clf = None
+        if classifier:
+            from medtext.terminologies.mention_classifier import load_classifier
+
+            try:
+                clf = load_classifier(classifier)
+            except TerminologyError as e:
+                raise ConfigError(f"{name}.classifier: {e}") from e
         try:
             self.linker = Linker(ConceptIndex.load(path), bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                                  routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                                  dense_weight=dense_weight, nil_threshold=nil_threshold,
                                  rerank_weight=rerank_weight, use_context=use_context,
                                  device=None if device == "cpu" else device,
-                                 batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows)
+                                 batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows,
+                                 classifier=clf, classifier_weight=classifier_weight)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -82,7 +96,8 @@ class EntityLinker:
         d = self.linker.describe()
         self.model_id = (f"linker:{d['index']}@{path}" + (f"+bi={d['bi_encoder']}" if d["bi_encoder"] else "")
                          + (f"+cross={d['cross_encoder']}" if d["cross_encoder"] else "")
-                         + (f"+examples={examples}" if examples else ""))
+                         + (f"+examples={examples}" if examples else "")
+                         + (f"+classifier={classifier}" if classifier else ""))
 
     def __call__(self, doc: Doc) -> Doc:
         self._link_docs([doc])
@@ -129,16 +144,18 @@ class EntityLinker:
                     "candidates": 64, "top": 5, "rerank_top": 16, "dense_weight": 0.6,
                     "nil_threshold": 0.5, "rerank_weight": 0.3, "use_context": False, "device": "cpu",
                     "batch_size": 64,
-                    "cache_size": 100000, "ann": "auto", "examples": None},
+                    "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
+                    "classifier_weight": 0.5},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                 rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                 use_context: bool, device: str, batch_size: int, cache_size: int,
-                ann: str, examples: str | None) -> EntityLinker:
+                ann: str, examples: str | None, classifier: str | None,
+                classifier_weight: float) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
                         rerank_weight=rerank_weight, use_context=use_context,
                         device=device, batch_size=batch_size, cache_size=cache_size, ann=ann,
-                        examples=examples)
+                        examples=examples, classifier=classifier, classifier_weight=classifier_weight)

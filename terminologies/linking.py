@@ -24,6 +24,14 @@ synonym (cosine with the bi-encoder, string similarity, fused the same way) and 
 score is the better of its synonyms' and its examples' (few-shot linking of shorthand such as
 "sup>sit via log roll, min A" that no terminology lists).
 
+**Classifier.** A :class:`~.mention_classifier.MentionClassifier` trained on annotated mentions
+(``medtext train linker-clf``; the presets use the one trained on the team's ICF train and dev
+notes) re-ranks the candidates of the mentions whose route holds its classes: each score becomes
+``classifier_weight * p(concept | mention) + (1 - classifier_weight) * score``, and the
+classifier's most probable concepts join the candidates (scored on their synonyms as well). It
+re-ranks only: whether a mention is NIL is decided on the better of the best score before
+the mix and the best after it.
+
 The top concept is kept when its score reaches ``nil_threshold``; otherwise the mention is NIL
 (no ``kb_id``; the ranked candidates are still returned for review). Results are cached by
 normalised mention + label (+ context when the cross-encoder reads context).
@@ -97,6 +105,7 @@ class Candidate:
     rerank: float | None = None
     matched: str = ""
     example: float = 0.0  # best fused score of the concept's annotated examples
+    classifier: float | None = None  # the mention classifier's probability, when it ran
 
     def as_dict(self) -> dict[str, Any]:
         return {"system": self.system, "code": self.code, "display": self.term,
@@ -124,7 +133,8 @@ class Linker:
                  dense_weight: float = 0.6, nil_threshold: float = 0.5, rerank_weight: float = 0.3,
                  use_context: bool = False, device: str | None = None, batch_size: int = 64,
                  cache_size: int = 100_000, ann: str = "auto", ann_min_rows: int = 100_000,
-                 examples: list[tuple[str, str, str]] | None = None):
+                 examples: list[tuple[str, str, str]] | None = None, classifier=None,
+                 classifier_weight: float = 0.5):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -169,6 +179,10 @@ class Linker:
         self.ex_vecs = None
         if examples:
             self._setup_examples(examples)
+        self.classifier = classifier
+        self.classifier_weight = classifier_weight
+        if classifier is not None:
+            self._setup_classifier(classifier)
         self.cross = None
         self.cross_name = cross_encoder
         if cross_encoder:
@@ -226,6 +240,51 @@ class Linker:
             self.ex_vecs = self.bi_model.encode([r[2] for r in rows], batch_size=self.batch_size,
                                                 normalize_embeddings=True, convert_to_numpy=True,
                                                 show_progress_bar=False).astype("float32")
+
+    def _setup_classifier(self, clf) -> None:
+        ids = numpy.array([self._cid(s, c) for s, c in clf.classes], dtype=numpy.int64)
+        if (ids < 0).any():
+            missing = [f"{s}:{c}" for (s, c), i in zip(clf.classes, ids) if i < 0]
+            log.warning("the mention classifier names %d codes that are not in the index (e.g. %s): "
+                        "they are never proposed", len(missing), ", ".join(missing[:3]))
+        self.clf_concept = ids  # class -> concept id (-1: not in the index)
+
+    def _classifier_channel(self, mentions, queries, routed, pools, spare) -> dict[int, numpy.ndarray]:
+        """Classify the mentions whose route holds classes of the classifier; add each one's most
+        probable concepts to its pool. Returns mention -> probabilities over ``clf_concept``
+        (renormalised over its route's classes; 0 outside the route)."""
+        by_label: dict[str, list[int]] = {}
+        for i in routed:
+            by_label.setdefault(mentions[i].label, []).append(i)
+        keep = max(self.top, self.rerank_top if self.cross is not None else 0)
+        out: dict[int, numpy.ndarray] = {}
+        for label, idx in by_label.items():
+            allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
+            if not allowed.any():
+                continue
+            probs = self.classifier.predict_proba([queries[i] for i in idx])
+            probs[:, ~allowed] = 0.0
+            probs /= numpy.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+            for row, i in enumerate(idx):
+                out[i] = probs[row]
+                for k in numpy.argsort(-probs[row])[:keep]:
+                    c = int(self.clf_concept[k])
+                    if allowed[k] and c not in pools[i]:
+                        lex = spare[i].pop(c, None)
+                        pools[i][c] = self._candidate(c) if lex is None else \
+                            self._candidate(c, lexical=lex[0], matched=lex[1])
+        return out
+
+    def _classifier_mix(self, pool: dict[int, Candidate], probs: numpy.ndarray) -> float:
+        """Mix a mention's class probabilities into its candidates' scores; return its best score
+        before the mix."""
+        before = max((c.score for c in pool.values()), default=0.0)
+        pc = dict(zip(self.clf_concept.tolist(), probs.tolist()))
+        a = self.classifier_weight
+        for c, cand in pool.items():
+            cand.classifier = float(pc.get(c, 0.0))
+            cand.score = a * cand.classifier + (1 - a) * cand.score
+        return before
 
     def _example_channel(self, mentions, queries, routed, pools, qv, qrow, spare) -> None:
         """Score every routed mention against the annotated examples of its route; add their
@@ -372,6 +431,8 @@ class Linker:
                             pools[i][c].dense = max(pools[i][c].dense, cos)
         if self.ex_norm:
             self._example_channel(mentions, queries, routed, pools, qv, qrow, spare)
+        probs = self._classifier_channel(mentions, queries, routed, pools, spare) if self.classifier is not None else {}
+        before: dict[int, float] = {}  # best score before the classifier's mix
         if self.bi_model is not None:  # cosine of lexical/example-only candidates: best synonym row
             for i in routed:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
@@ -392,6 +453,9 @@ class Linker:
                 cand.score = (self.dense_weight * cand.dense + (1 - self.dense_weight) * cand.lexical
                               if self.bi_model is not None else cand.lexical)
                 cand.score = max(cand.score, cand.example)
+        for i in routed:
+            if i in probs:
+                before[i] = self._classifier_mix(pools[i], probs[i])
             # ties: the shorter term, then the lexical rank, then the order the other channels added them
             n_lex = len(place[i])
             ranked = sorted(enumerate(pools[i].items()), key=lambda x: (
@@ -402,7 +466,8 @@ class Linker:
         for i in routed:
             r = results[i]
             r.candidates = r.candidates[:self.top]
-            r.nil = not r.candidates or r.candidates[0].score < self.nil_threshold
+            best = max(r.candidates[0].score, before.get(i, 0.0)) if r.candidates else 0.0
+            r.nil = not r.candidates or best < self.nil_threshold
         return results
 
     def _rerank(self, mentions, queries, routed, results) -> None:
@@ -499,4 +564,6 @@ class Linker:
                 "cross_encoder": self.cross_name, "dense_weight": self.dense_weight,
                 "rerank_weight": self.rerank_weight if self.cross is not None else None,
                 "dense_search": ("hnsw" if self._ann is not None else "exact") if self.bi_model is not None else None,
-                "nil_threshold": self.nil_threshold, "examples": len(self.ex_norm)}
+                "nil_threshold": self.nil_threshold, "examples": len(self.ex_norm),
+                "classifier": (self.classifier.meta.get("name") or "mention classifier") if self.classifier is not None else None,
+                "classifier_weight": self.classifier_weight if self.classifier is not None else None}

@@ -1,0 +1,171 @@
+"""The linker's mention classifier: training, files, bad input, how it re-ranks linker
+candidates, the component's config, `medtext train linker-clf`, and the packaged model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy
+import pytest
+
+from medtext.terminologies.default import default_index_dir
+from medtext.terminologies.index import ConceptIndex, TerminologyError
+from medtext.terminologies.linking import Linker, Mention
+from medtext.terminologies.mention_classifier import MentionClassifier, classifier_path, load_classifier
+
+# three ICF categories written the way therapists chart them; the test phrases below share
+# fragments with their own category's examples, never a whole example
+TRAIN = [
+    ("amb 40 ft FWW CGA", "icf", "d4500"), ("ambulated 100 ft w/ RW, SBA", "icf", "d4500"),
+    ("gait 150 ft with SPC mod I", "icf", "d4500"), ("amb 25 ft in hallway min A", "icf", "d4500"),
+    ("walked 60 ft with rollator", "icf", "d4500"), ("amb x2 laps on unit w/ FWW", "icf", "d4500"),
+    ("LB dressing min A for socks", "icf", "d5402"), ("donned pants w/ reacher, SBA", "icf", "d5402"),
+    ("dressing LE with sock aid mod A", "icf", "d5402"), ("doffs shoes w/ long handled shoehorn", "icf", "d5402"),
+    ("pt needs help putting on socks", "icf", "d5402"), ("LB dressing seated EOB, CGA", "icf", "d5402"),
+    ("sit<>stand from bed w/ FWW min A", "icf", "d4104"), ("sit to stand x5 from chair, SBA", "icf", "d4104"),
+    ("sit>stand with VC for hand placement", "icf", "d4104"), ("stand from low toilet mod A", "icf", "d4104"),
+    ("sit<>stand from recliner CGA", "icf", "d4104"), ("STS from w/c, min A x1", "icf", "d4104"),
+]
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return MentionClassifier.train(TRAIN, min_df=1, steps=200, seed=0)
+
+
+def test_learns_categories_from_fragments(clf):
+    p = clf.predict_proba(["amb 80 ft FWW, SBA", "LB dressing w/ sock aid", "sit<>stand from w/c, CGA"])
+    assert p.shape == (3, 3) and p.dtype == numpy.float32
+    assert numpy.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert [clf.classes[i] for i in p.argmax(axis=1)] == [("icf", "d4500"), ("icf", "d5402"), ("icf", "d4104")]
+    assert clf.meta["train_accuracy"] == 1.0 and clf.meta["examples"] == len(TRAIN)
+    # text with no known feature: the class priors (bias), still a distribution
+    q = clf.predict_proba(["", "zzqx"])
+    assert numpy.allclose(q.sum(axis=1), 1.0, atol=1e-5) and numpy.allclose(q[0], q[1])
+    assert clf.predict_proba(["amb " * 5000]).shape == (1, 3)  # long text is cut, not a crash
+
+
+def test_training_is_deterministic_and_checks_its_input():
+    a = MentionClassifier.train(TRAIN, min_df=1, steps=20, seed=3)
+    b = MentionClassifier.train(TRAIN, min_df=1, steps=20, seed=3)
+    assert numpy.array_equal(a.weights, b.weights)
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        MentionClassifier.train([("amb 40 ft", "icf", "d450"), ("  ", "icf", "d5402")])
+    # min_df drops features seen once: fewer features
+    assert MentionClassifier.train(TRAIN, min_df=2, steps=5).meta["features"] < a.meta["features"]
+
+
+def test_save_load_round_trip_and_bad_folders(clf, tmp_path):
+    path = clf.save(tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["meta.json", "weights.npz"]
+    back = MentionClassifier.load(path)
+    texts = ["amb 80 ft FWW, SBA", "LB dressing w/ sock aid"]
+    assert back.classes == clf.classes
+    # weights are stored as float16: probabilities agree closely, not bit for bit
+    assert numpy.abs(back.predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-3
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps(dict(meta, format="something-else/9")))
+    with pytest.raises(TerminologyError, match="not a medtext mention classifier"):
+        MentionClassifier.load(path)
+    (path / "meta.json").write_text(json.dumps(dict(meta, char_vocab=meta["char_vocab"][:-1])))
+    with pytest.raises(TerminologyError, match="do not fit"):
+        MentionClassifier.load(path)
+    (path / "meta.json").write_text(json.dumps(meta))
+    (path / "weights.npz").write_bytes(b"not a zip file")
+    with pytest.raises(TerminologyError, match="not a medtext mention classifier"):
+        MentionClassifier.load(path)
+    with pytest.raises(TerminologyError, match="medtext train linker-clf"):
+        load_classifier(str(tmp_path / "nowhere"))
+
+
+def test_linker_mixes_probabilities_and_keeps_routes(clf, medtext_home, caplog):
+    ix = ConceptIndex.load(default_index_dir())
+    plain = Linker(ix, bi_encoder=None, top=5)
+    m = Mention("amb 80 ft FWW, SBA", "FUNCTION")
+    before = plain.link([m])[0]
+    assert before.best is None or before.best.code != "d4500"  # no synonym says walking here
+    mixed = Linker(ix, bi_encoder=None, top=5, classifier=clf, classifier_weight=0.5)
+    r, prob, other = mixed.link([m, Mention("chest pain", "PROBLEM"), Mention("zzqx", "FUNCTION")])
+    assert (r.best.system, r.best.code) == ("icf", "d4500")
+    p = dict(zip([c for _, c in clf.classes], clf.predict_proba([m.text])[0]))
+    top = r.candidates[0]
+    assert top.classifier == pytest.approx(p["d4500"], abs=1e-5)
+    # score = w * probability + (1 - w) * the fused (here: lexical) score
+    assert top.score == pytest.approx(0.5 * top.classifier + 0.5 * top.lexical, abs=1e-5)
+    assert all(c.classifier is not None for c in r.candidates)
+    # a PROBLEM mention is routed to SNOMED CT, where the classifier has no class: untouched
+    assert prob.best.code == "29857009" and all(c.classifier is None for c in prob.candidates)
+    assert [(c.code, c.score) for c in prob.candidates] == \
+        [(c.code, c.score) for c in plain.link([Mention("chest pain", "PROBLEM")])[0].candidates]
+    # the classifier only re-ranks: a mention whose best score before the mix reached the NIL
+    # threshold stays linked even when the mixed score is lower
+    lk = Linker(ix, bi_encoder=None, classifier=clf, classifier_weight=1.0, nil_threshold=0.5)
+    walk = lk.link([Mention("walking", "FUNCTION")])[0]
+    assert not walk.nil and walk.best.code == "d4500"
+    assert mixed.describe()["classifier_weight"] == 0.5
+    # classes whose code the index lacks are never proposed
+    odd = MentionClassifier.train(TRAIN + [("fly a kite", "icf", "d9999"), ("flies kites", "icf", "d9999")],
+                                  min_df=1, steps=100)
+    with caplog.at_level("WARNING"):
+        lk = Linker(ix, bi_encoder=None, classifier=odd)
+    assert "names 1 codes that are not in the index" in caplog.text
+    assert all(c.code != "d9999" for c in lk.link([Mention("fly a kite", "FUNCTION")])[0].candidates)
+
+
+def test_component_config_and_packaged_model(medtext_home, tmp_path, clf):
+    import spacy
+
+    from medtext.corpora.linking_data import load_examples
+    from medtext.errors import ConfigError
+    from medtext.pipeline import PACKAGED_MODELS
+
+    # MEDTEXT_HOME has no trained copy: the packaged one, trained on the ICF train + dev notes
+    assert classifier_path("medtext:linker_clf") == PACKAGED_MODELS / "linker_clf"
+    packaged = load_classifier("medtext:linker_clf")
+    assert packaged.meta["examples_source"] == "medtext:icf"
+    assert packaged.meta["examples"] == len(load_examples("medtext:icf"))
+    assert {s for s, _ in packaged.classes} == {"icf"} and len(packaged.classes) > 150
+    nlp = spacy.blank("en")
+    comp = nlp.add_pipe("medtext_linker", config={"classifier": "medtext:linker_clf"})
+    assert comp.linker.describe()["classifier"] == "medtext:linker_clf"
+    assert "+classifier=medtext:linker_clf" in comp.model_id
+    with pytest.raises(ConfigError, match="classifier.*medtext train linker-clf"):
+        nlp.add_pipe("medtext_linker", name="l2", config={"classifier": str(tmp_path / "none")})
+    with pytest.raises(ConfigError, match="classifier_weight must be within 0..1"):
+        nlp.add_pipe("medtext_linker", name="l3", config={"classifier": "medtext:linker_clf",
+                                                          "classifier_weight": 1.5})
+    # a folder of one's own
+    own = clf.save(tmp_path / "own")
+    comp = nlp.add_pipe("medtext_linker", name="l4", config={"classifier": str(own)})
+    assert comp.linker.classifier.classes == clf.classes
+
+
+def test_presets_link_shorthand_with_the_packaged_classifier(nlp):
+    """The default preset reads the packaged classifier; an ICF mention in therapists'
+    shorthand gets its category."""
+    linker = nlp.get_pipe("medtext_linker").linker
+    assert linker.classifier is not None and linker.classifier_weight == 0.5
+    r = linker.link([Mention("sit<>stand from elevated bed w/ FWW, min A x1", "FUNCTION")])[0]
+    assert r.best.code == "d4104" and r.best.classifier > 0.3
+
+
+def test_train_linker_clf_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+
+    f = tmp_path / "ex.jsonl"
+    f.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in TRAIN))
+    out = tmp_path / "clf"
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(f), "--out", str(out),
+                                   "--min-df", "1", "--steps", "50"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert report["examples"] == len(TRAIN) and report["classes"] == 3 and report["path"] == str(out)
+    assert load_classifier(str(out)).meta["examples_source"] == str(f)
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(tmp_path / "missing.jsonl")])
+    assert res.exit_code == 2 and "not found" in res.output
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"text": "amb 40 ft", "system": "icf", "code": "d450"}) + "\n")
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(one), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "at least 2 codes" in res.output
