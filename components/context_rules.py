@@ -58,6 +58,10 @@ HYPOTHETICAL = [
     ("prn", F), ("p.r.n.", F), ("at risk for", F), ("risk of", F), ("to prevent", F),
     ("prevention of", F), ("prophylaxis", B), ("in the event of", F), ("look out for", F),
     ("warning signs of", F), ("would", F), ("will need", F),
+    # consent and counselling: "risks explained including pneumothorax, bleeding"
+    ("risks including", F), ("risks include", F), ("risks of", F), ("risks such as", F),
+    ("risks explained including", F), ("risks discussed including", F), ("risks reviewed including", F),
+    ("complications including", F), ("complications such as", F), ("possible complications", F),
 ]
 
 HISTORICAL = [

@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -827,8 +827,50 @@ def _head_word(text: str) -> str:
     return last[:-1] if len(last) > 3 and last.endswith("s") and not last.endswith("ss") else last
 
 
+# body-site words (team-written): two mentions of one finding at different sites ("CT cervical
+# spine: no fracture" / "X-ray of the right hip: femoral neck fracture") do not contradict each
+# other. Sides (left/right) are handled apart (_SIDE_WORD).
+_SITE_WORDS = frozenset("""
+abdomen abdominal ankle anterior antrum aorta aortic appendix arm arms axilla axillary back
+bladder bowel brain breast breasts bronchi buttock buttocks calf cardiac carotid cecum cerebellar
+cerebral cervical cervix chest clavicle coccyx colon colonic cornea coronary cranial duodenum
+ear ears elbow esophagus esophageal eye eyes eyelid face facial femoral femur fibula finger
+fingers flank foot feet forearm forehead gallbladder gastric gluteal groin hand hands head
+heart heel hepatic hip hips humerus ileum iliac inguinal intestine jaw jejunum joint kidney
+kidneys knee knees labia larynx leg legs lip lips liver lumbar lung lungs mandible maxillary
+mediastinal mediastinum mouth nasal neck nose occipital orbit orbital ovary ovarian palate
+pancreas pancreatic parietal patella pelvic pelvis penis penile perianal perineal perineum
+periwound pharynx pleura pleural popliteal prostate pulmonary radius rectal rectum renal retina
+rib ribs sacral sacrum scalp scapula scrotal scrotum shin shoulder shoulders sinus sinuses
+skull spinal spine spleen splenic sternum stomach temporal testicle testicular testis thigh
+thoracic thorax throat thumb thyroid tibia toe toes tongue tonsil tonsils trachea ulna ureter
+urethra uterine uterus vagina vaginal wound wrist
+""".split())
+_MOD_STOP = frozenset("a an the of in on at to for with and or any new acute".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+            for w in re.findall(r"[^\W\d_]+", text.lower())} - _MOD_STOP
+
+
+def _sites(text: str) -> set[str]:
+    return {w for w in re.findall(r"[^\W\d_]+", text.lower()) if w in _SITE_WORDS}
+
+
+def _contradicts(neg: tuple[int, Any, set, set], pos: tuple[int, Any, set, set]) -> bool:
+    """Whether an affirmed mention contradicts a negated one of the same finding: not when the
+    negation is narrower ("no severe hypoglycemia" beside "hypoglycemia": its qualifiers are
+    not all in the affirmed mention), nor when both sentences name body sites and share none."""
+    (_, _, neg_mods, neg_sites), (_, _, pos_mods, pos_sites) = neg, pos
+    if not neg_mods <= pos_mods:
+        return False
+    return not (neg_sites and pos_sites and not neg_sites & pos_sites)
+
+
 def check_assertion_conflict(note: Note) -> list[dict]:
-    """A finding affirmed in one sentence and negated in another of the same section."""
+    """A finding affirmed in one sentence and negated in another of the same section (see
+    :func:`_contradicts` for what does not count)."""
     seen: dict[tuple[str | None, str], dict[bool, list]] = {}
     for ent in note.entities:
         if ent.label_ != "PROBLEM" or any(_flagged(ent, f) for f in _ACTIVE_FLAGS):
@@ -843,16 +885,19 @@ def check_assertion_conflict(note: Note) -> list[dict]:
                 continue
         # the same concept and the same head word: "no electrographic seizures" does not
         # contradict "epilepsy" even where the linker gives both one code
-        key = (ent.kb_id_ or re.sub(r"\s+", " ", ent.text.lower()).strip(), _head_word(ent.text))
-        seen.setdefault((note.sections(ent.start_char), key), {}).setdefault(_flagged(ent, "negated"), []).append((i, ent))
+        head = _head_word(ent.text)
+        key = (ent.kb_id_ or re.sub(r"\s+", " ", ent.text.lower()).strip(), head)
+        item = (i, ent, _words(ent.text) - {head}, _sites(note.sentence_text(i)))
+        seen.setdefault((note.sections(ent.start_char), key), {}).setdefault(_flagged(ent, "negated"), []).append(item)
     out = []
     for (section, _key), by in seen.items():
         if True in by and False in by:
-            neg_sents = {i for i, _ in by[True]}
-            pos = [(i, e) for i, e in by[False] if i not in neg_sents]
-            if not pos:
+            neg_sents = {neg[0] for neg in by[True]}
+            pos = [p for p in by[False] if p[0] not in neg_sents]
+            hits = [neg for neg in by[True] if any(_contradicts(neg, p) for p in pos)]
+            if not hits:
                 continue
-            i, ent = by[True][-1]
+            i, ent = hits[-1][:2]
             out.append(note.finding(i, "assertion_conflict", "consistency",
                                     f"{ent.text!r} is negated here but affirmed elsewhere"
                                     + (f" in {section}" if section else ""), 0.5))

@@ -182,6 +182,33 @@ def test_assertion_conflict_needs_the_same_head_word(nlp):
     assert not [f for f in doc._.errors if f["detector"] == "checks:assertion_conflict"]
 
 
+def test_assertion_conflict_spares_narrower_negations_and_other_sites(nlp):
+    """Not conflicts: a negation narrower than the affirmed mention ("no severe hypoglycemia"
+    beside "hypoglycemia"; "no spontaneous nystagmus" beside "torsional nystagmus"), and the
+    same finding at two body sites ("CT cervical spine: no fracture" / "X-ray of the hip:
+    femoral neck fracture"). A plain negation against the same finding at the same site still
+    is one."""
+    def conflicts(text):
+        return [f["message"] for f in nlp(text)._.errors if f["detector"] == "checks:assertion_conflict"]
+
+    assert not conflicts("HPI:\nTwo nights of hypoglycemia with sweating, treated with glucose tablets. "
+                         "No severe hypoglycemia.")
+    assert not conflicts("EXAM:\nDix-Hallpike: upbeating torsional nystagmus after 5 sec. "
+                         "Oculomotor: no spontaneous nystagmus.")
+    assert not conflicts("IMAGING:\nX-ray of the hip and pelvis: displaced femoral neck fracture.\n"
+                         "CT cervical spine: no fracture.")
+    assert not conflicts("FINDINGS:\nThere is a 1.8 cm hypodense nodule in the thyroid lobe. "
+                         "Lungs are clear without nodules.")
+    # the same site, or a negation no narrower than the affirmed finding: still a conflict
+    assert conflicts("FINDINGS:\nLungs: scattered wheezing. Lungs: no wheezing.")
+    assert conflicts("HPI:\nShe denies fever. She reports high fever since Monday.")
+    # consent risks are hypothetical, not affirmed findings
+    doc = nlp("PROCEDURE:\nConsent: risks explained including pneumothorax and bleeding. "
+              "Post-procedure ultrasound: no pneumothorax.")
+    assert next(e for e in doc.ents if e.text == "pneumothorax")._.assertion == "hypothetical"
+    assert not [f for f in doc._.errors if f["detector"] == "checks:assertion_conflict"]
+
+
 def test_bad_inputs_do_not_break_the_component(nlp):
     for text in ["", "   ", "- item one\n- item two\n- 5 mg\n", "Potassium 5.", "Metoprolol 25.", "x" * 5000]:
         doc = nlp(text)
