@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -821,10 +821,11 @@ _ACTIVE_FLAGS = ("historical", "hypothetical", "family", "conditional", "uncerta
 def _head_word(text: str) -> str:
     """The last word of a mention, lower-cased, without a plural -s ("seizures" -> "seizure")."""
     words = re.findall(r"[^\W\d_]+", text.lower())
-    if not words:
-        return ""
-    last = words[-1]
-    return last[:-1] if len(last) > 3 and last.endswith("s") and not last.endswith("ss") else last
+    return _singular(words[-1]) if words else ""
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
 # body-site words (team-written): two mentions of one finding at different sites ("CT cervical
@@ -850,19 +851,18 @@ _MOD_STOP = frozenset("a an the of in on at to for with and or any new acute".sp
 
 
 def _words(text: str) -> set[str]:
-    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-            for w in re.findall(r"[^\W\d_]+", text.lower())} - _MOD_STOP
+    return {_singular(w) for w in re.findall(r"[^\W\d_]+", text.lower())} - _MOD_STOP
 
 
 def _sites(text: str) -> set[str]:
     return {w for w in re.findall(r"[^\W\d_]+", text.lower()) if w in _SITE_WORDS}
 
 
-def _contradicts(neg: tuple[int, Any, set, set], pos: tuple[int, Any, set, set]) -> bool:
-    """Whether an affirmed mention contradicts a negated one of the same finding: not when the
-    negation is narrower ("no severe hypoglycemia" beside "hypoglycemia": its qualifiers are
-    not all in the affirmed mention), nor when both sentences name body sites and share none."""
-    (_, _, neg_mods, neg_sites), (_, _, pos_mods, pos_sites) = neg, pos
+def _contradicts(neg_mods: set[str], neg_sites: set[str], pos_mods: set[str], pos_sites: set[str]) -> bool:
+    """Whether an affirmed mention contradicts a negated one of the same finding (each given by
+    its qualifier words and its sentence's body-site words): not when the negation is narrower
+    ("no severe hypoglycemia" beside "hypoglycemia": its qualifiers are not all in the affirmed
+    mention), nor when both sentences name body sites and share none."""
     if not neg_mods <= pos_mods:
         return False
     return not (neg_sites and pos_sites and not neg_sites & pos_sites)
@@ -894,7 +894,7 @@ def check_assertion_conflict(note: Note) -> list[dict]:
         if True in by and False in by:
             neg_sents = {neg[0] for neg in by[True]}
             pos = [p for p in by[False] if p[0] not in neg_sents]
-            hits = [neg for neg in by[True] if any(_contradicts(neg, p) for p in pos)]
+            hits = [neg for neg in by[True] if any(_contradicts(*neg[2:], *p[2:]) for p in pos)]
             if not hits:
                 continue
             i, ent = hits[-1][:2]

@@ -72,6 +72,14 @@ MIN_FUZZY_CHARS = 3
 EXAMPLE_TFIDF_WEIGHT = 0.5
 
 
+def _by_label(mentions: list["Mention"], idx: list[int]) -> dict[str, list[int]]:
+    """The mention indexes ``idx`` grouped by entity label (each group is one search)."""
+    out: dict[str, list[int]] = {}
+    for i in idx:
+        out.setdefault(mentions[i].label, []).append(i)
+    return out
+
+
 def candidate_text(term: str, definition: str | None) -> str:
     """What the cross-encoder reads for a candidate concept (in training and at run time)."""
     return f"{term} ; {definition[:200]}" if definition else term
@@ -248,17 +256,15 @@ class Linker:
             log.warning("the mention classifier names %d codes that are not in the index (e.g. %s): "
                         "they are never proposed", len(missing), ", ".join(missing[:3]))
         self.clf_concept = ids  # class -> concept id (-1: not in the index)
+        self.clf_class = {int(c): k for k, c in enumerate(ids.tolist()) if c >= 0}  # concept id -> class
 
     def _classifier_channel(self, mentions, queries, routed, pools, spare) -> dict[int, numpy.ndarray]:
         """Classify the mentions whose route holds classes of the classifier; add each one's most
         probable concepts to its pool. Returns mention -> probabilities over ``clf_concept``
         (renormalised over its route's classes; 0 outside the route)."""
-        by_label: dict[str, list[int]] = {}
-        for i in routed:
-            by_label.setdefault(mentions[i].label, []).append(i)
         keep = max(self.top, self.rerank_top if self.cross is not None else 0)
         out: dict[int, numpy.ndarray] = {}
-        for label, idx in by_label.items():
+        for label, idx in _by_label(mentions, routed).items():
             allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
             if not allowed.any():
                 continue
@@ -279,10 +285,10 @@ class Linker:
         """Mix a mention's class probabilities into its candidates' scores; return its best score
         before the mix."""
         before = max((c.score for c in pool.values()), default=0.0)
-        pc = dict(zip(self.clf_concept.tolist(), probs.tolist()))
         a = self.classifier_weight
         for c, cand in pool.items():
-            cand.classifier = float(pc.get(c, 0.0))
+            k = self.clf_class.get(c)
+            cand.classifier = float(probs[k]) if k is not None else 0.0
             cand.score = a * cand.classifier + (1 - a) * cand.score
         return before
 
@@ -292,10 +298,7 @@ class Linker:
         concept's best example score in ``example``."""
         from .retrieval import fuzzy_matrix
 
-        by_label: dict[str, list[int]] = {}
-        for i in routed:
-            by_label.setdefault(mentions[i].label, []).append(i)
-        for label, idx in by_label.items():
+        for label, idx in _by_label(mentions, routed).items():
             cols = numpy.flatnonzero(self.route_concepts(label)[self.ex_concept])
             if not len(cols):
                 continue
@@ -413,10 +416,7 @@ class Linker:
         if self.bi_model is not None:
             qv = self.bi_model.encode([queries[i] for i in routed], batch_size=self.batch_size,
                                       normalize_embeddings=True, convert_to_numpy=True).astype("float32")
-            by_label: dict[str, list[int]] = {}
-            for i in routed:
-                by_label.setdefault(mentions[i].label, []).append(i)
-            for label, idx in by_label.items():
+            for label, idx in _by_label(mentions, routed).items():
                 rows = self._route_rows[label]
                 if not len(rows):
                     continue
@@ -432,7 +432,6 @@ class Linker:
         if self.ex_norm:
             self._example_channel(mentions, queries, routed, pools, qv, qrow, spare)
         probs = self._classifier_channel(mentions, queries, routed, pools, spare) if self.classifier is not None else {}
-        before: dict[int, float] = {}  # best score before the classifier's mix
         if self.bi_model is not None:  # cosine of lexical/example-only candidates: best synonym row
             for i in routed:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
@@ -453,6 +452,7 @@ class Linker:
                 cand.score = (self.dense_weight * cand.dense + (1 - self.dense_weight) * cand.lexical
                               if self.bi_model is not None else cand.lexical)
                 cand.score = max(cand.score, cand.example)
+        before: dict[int, float] = {}  # best score before the classifier's mix
         for i in routed:
             if i in probs:
                 before[i] = self._classifier_mix(pools[i], probs[i])
