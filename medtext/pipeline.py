@@ -119,15 +119,15 @@ def models_dir() -> Path:
 PACKAGED_MODELS = Path(__file__).parent / "models"
 
 
-def model_path(rel: str) -> Path:
-    """A trained model folder: ``$MEDTEXT_HOME/models/REL`` when it exists (what ``medtext
-    train`` writes), else the copy shipped in the package (``medtext/models/REL``, when there
-    is one), else the ``$MEDTEXT_HOME`` path (missing: the caller says how to build it)."""
+def model_path(rel: str, marker: str = "config.cfg") -> Path:
+    """A trained model folder: ``$MEDTEXT_HOME/models/REL`` when it holds ``marker`` (what
+    ``medtext train`` writes), else the copy shipped in the package (``medtext/models/REL``,
+    when there is one), else the ``$MEDTEXT_HOME`` path (missing: the caller says how to build it)."""
     home = models_dir() / rel
-    if (home / "config.cfg").is_file():
+    if (home / marker).is_file():
         return home
     packaged = PACKAGED_MODELS / rel
-    return packaged if (packaged / "config.cfg").is_file() else home
+    return packaged if (packaged / marker).is_file() else home
 
 
 def require_spacy_transformers(what: str) -> None:

@@ -230,14 +230,9 @@ def classifier_path(spec: str) -> Path:
     model (what ``medtext train linker-clf`` writes), else the copy shipped in the package
     (``medtext/models/NAME``); anything else is a folder path."""
     if spec.startswith("medtext:"):
-        from medtext.pipeline import PACKAGED_MODELS, models_dir
+        from medtext.pipeline import model_path
 
-        rel = spec.split(":", 1)[1]
-        home = models_dir() / rel
-        if (home / "meta.json").is_file():
-            return home
-        packaged = PACKAGED_MODELS / rel
-        return packaged if (packaged / "meta.json").is_file() else home
+        return model_path(spec.split(":", 1)[1], marker="meta.json")
     return Path(spec)
 
 
