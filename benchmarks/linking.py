@@ -17,7 +17,12 @@ Configurations (each needs what the one before it built):
                    is never seen; MedProcNER mentions are procedures, which no example is routed to);
 - ``lexical-ex-clf`` (**the presets**), ``dense-tuned-ex-clf``: + the mention classifier
                    ``medtext:linker_clf`` (``$MEDTEXT_HOME/models/linker_clf`` or the packaged copy,
-                   trained on the same train and dev mentions) at ``classifier_weight`` 0.5.
+                   trained on the same train and dev mentions) at ``classifier_weight`` 0.5;
+- ``lexical-ex-clf-trf`` (**the trf preset**), ``dense-tuned-ex-clf-trf``, ``dense-tuned-ex-clf-bi``:
+                   the same with a classifier that also reads the mention's sentence embedding
+                   (``medtext:linker_clf_trf``: all-MiniLM-L6-v2, ``medtext:linker_clf_bi``: the
+                   fine-tuned bi-encoder; built by ``medtext train linker-clf --encoder ...``, see
+                   ``CLASSIFIERS``).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -36,7 +41,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = "medtext:icf"  # what the presets use: the team's ICF train + dev notes
-CLASSIFIER = "medtext:linker_clf"
+# configuration suffix -> (mention classifier, how to build it when it is not there)
+CLASSIFIERS = {
+    "clf": ("medtext:linker_clf", ""),
+    "clf-trf": ("medtext:linker_clf_trf", "--encoder all-MiniLM-L6-v2"),
+    "clf-bi": ("medtext:linker_clf_bi", "--encoder medtext:linker_bi --out $MEDTEXT_HOME/models/linker_clf_bi"),
+}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
 
@@ -51,7 +61,7 @@ def main() -> None:
     from medtext.corpora.linking_data import ICF_DIR, load_examples, read_medprocner, read_medtext_linking
     from medtext.evaluate import evaluate_linking
     from medtext.terminologies.default import default_index_dir
-    from medtext.terminologies.index import ConceptIndex, embed_index
+    from medtext.terminologies.index import ConceptIndex, TerminologyError, embed_index
     from medtext.terminologies.linking import Linker
     from medtext.terminologies.mention_classifier import classifier_path, load_classifier
 
@@ -75,14 +85,21 @@ def main() -> None:
         "dense-base-ex": (base_dir, dict(bi_encoder="index", examples=load_examples(EXAMPLES))),
         "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=load_examples(EXAMPLES))),
     }
+    specs = {}  # config -> classifier spec
     for name in ("lexical-ex", "dense-tuned-ex"):
-        if f"{name}-clf" in configs:
-            clf = load_classifier(CLASSIFIER)
+        for suffix, (spec, build) in CLASSIFIERS.items():
+            if f"{name}-{suffix}" not in configs:
+                continue
+            try:
+                clf = load_classifier(spec)
+            except TerminologyError as e:
+                sys.exit(f"{e}\nbuild it with: medtext train linker-clf {build}")
             if clf.meta.get("examples_source", EXAMPLES) != EXAMPLES:
-                sys.exit(f"{classifier_path(CLASSIFIER)} was trained on {clf.meta['examples_source']}, "
+                sys.exit(f"{classifier_path(spec)} was trained on {clf.meta['examples_source']}, "
                          f"not {EXAMPLES}: the ICF test split must stay unseen")
-            settings[f"{name}-clf"] = (settings[name][0], dict(settings[name][1], classifier=clf,
-                                                                  classifier_weight=0.5))
+            specs[f"{name}-{suffix}"] = spec
+            settings[f"{name}-{suffix}"] = (settings[name][0], dict(settings[name][1], classifier=clf,
+                                                                    classifier_weight=0.5))
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
             "icf-test": (read_medtext_linking(ICF_DIR, "test"), None)}
     results = {"anchors": ANCHORS, "configs": {}}
@@ -95,8 +112,9 @@ def main() -> None:
         load_s = time.perf_counter() - t
         results["configs"][name] = {"load_seconds": round(load_s, 2), "sets": {}}
         if kw.get("classifier") is not None:
-            results["configs"][name]["classifier"] = {"path": str(classifier_path(CLASSIFIER)), **{
-                k: kw["classifier"].meta.get(k) for k in ("examples_source", "examples", "classes", "features")}}
+            results["configs"][name]["classifier"] = {"path": str(classifier_path(specs[name])), **{
+                k: kw["classifier"].meta.get(k) for k in ("examples_source", "examples", "classes", "features",
+                                                          "encoder", "encoder_weight")}}
         for set_name, (mentions, system) in sets.items():
             linker.cache.clear()
             r = evaluate_linking(linker, mentions, system=system)

@@ -301,15 +301,22 @@ def train_linker_clf_cmd(
                                                      "medtext:icf-train, or a JSONL path (see "
                                                      "medtext_linker.examples)"),
     out: Optional[Path] = typer.Option(None, help="Model folder (default $MEDTEXT_HOME/models/linker_clf, "
-                                                  "what medtext_linker.classifier = \"medtext:linker_clf\" reads)"),
+                                                  "what the presets' medtext:linker_clf reads; with --encoder "
+                                                  "models/linker_clf_trf, what the trf preset reads)"),
     l2: float = typer.Option(3e-5, min=0.0, help="L2 penalty on the weights"),
     min_df: int = typer.Option(2, min=1, help="Drop features seen in fewer training mentions"),
     steps: int = typer.Option(300, min=1, help="Full-batch Adam steps"),
     seed: int = typer.Option(0, help="Random seed"),
+    encoder: Optional[str] = typer.Option(
+        None, help="Also use this sentence-transformers model's embedding of each mention as features "
+                   "(all-MiniLM-L6-v2 = the packaged copy, medtext:linker_bi = the fine-tuned bi-encoder, "
+                   "or a name/path; needs the trf extra at training and run time)"),
+    encoder_weight: float = typer.Option(2.0, min=0.0, help="Scale of the embedding features (against the "
+                                                             "unit-length n-gram blocks)"),
 ) -> None:
     """Train the linker's mention classifier (softmax regression over word and character n-grams
-    of annotated mentions; numpy, about a minute on 2 CPUs) that re-ranks candidates; no
-    transformer stack needed."""
+    of annotated mentions, optionally with sentence embeddings; numpy, a few minutes on 2 CPUs)
+    that re-ranks candidates. Without --encoder no transformer stack is needed."""
     import json
 
     from rich.progress import Progress
@@ -317,25 +324,28 @@ def train_linker_clf_cmd(
     from .corpora.linking_data import load_examples
     from .errors import InputError
     from .pipeline import models_dir
+    from .terminologies.index import TerminologyError
     from .terminologies.mention_classifier import MentionClassifier
 
     try:
         rows = load_examples(examples)
     except InputError as e:
         _fail(str(e), EXIT_USAGE)
-    target = out or models_dir() / "linker_clf"
+    target = out or models_dir() / ("linker_clf_trf" if encoder else "linker_clf")
     with Progress(transient=True) as bar:
         task = bar.add_task(f"training on {len(rows):,} mentions", total=steps)
         try:
             clf = MentionClassifier.train(rows, l2=l2, min_df=min_df, steps=steps, seed=seed,
+                                          encoder=encoder, encoder_weight=encoder_weight,
                                           progress=lambda step, loss: bar.update(task, completed=step,
                                                                                  description=f"loss {loss:.3f}"))
-        except ValueError as e:
+        except (ValueError, TerminologyError) as e:
             _fail(str(e), EXIT_USAGE)
     clf.meta["examples_source"] = examples
     clf.save(target)
     typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
-        "examples", "classes", "features", "train_loss", "train_accuracy", "train_seconds")}}, indent=2))
+        "examples", "classes", "features", "train_loss", "train_accuracy", "train_seconds")},
+        "encoder": clf.encoder}, indent=2))
 
 
 @train_app.command("layout")

@@ -250,6 +250,10 @@ class Linker:
                                                 show_progress_bar=False).astype("float32")
 
     def _setup_classifier(self, clf) -> None:
+        if clf.encoder and clf.encoder != self.bi_name:  # load its encoder now: errors surface here
+            from .embeddings import load_model
+
+            load_model(clf.encoder, device=self.device)
         ids = numpy.array([self._cid(s, c) for s, c in clf.classes], dtype=numpy.int64)
         if (ids < 0).any():
             missing = [f"{s}:{c}" for (s, c), i in zip(clf.classes, ids) if i < 0]
@@ -258,7 +262,7 @@ class Linker:
         self.clf_concept = ids  # class -> concept id (-1: not in the index)
         self.clf_class = {int(c): k for k, c in enumerate(ids.tolist()) if c >= 0}  # concept id -> class
 
-    def _classifier_channel(self, mentions, queries, routed, pools, spare) -> dict[int, numpy.ndarray]:
+    def _classifier_channel(self, mentions, queries, routed, pools, spare, qv, qrow) -> dict[int, numpy.ndarray]:
         """Classify the mentions whose route holds classes of the classifier; add each one's most
         probable concepts to its pool. Returns mention -> probabilities over ``clf_concept``
         (renormalised over its route's classes; 0 outside the route)."""
@@ -268,7 +272,12 @@ class Linker:
             allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
             if not allowed.any():
                 continue
-            probs = self.classifier.predict_proba([queries[i] for i in idx])
+            texts = [queries[i] for i in idx]
+            vectors = None
+            if self.classifier.encoder:  # the bi-encoder's vectors when it is the same model
+                vectors = qv[[qrow[i] for i in idx]] if qv is not None and self.classifier.encoder == self.bi_name \
+                    else self.classifier.embed(texts, batch_size=self.batch_size, device=self.device)
+            probs = self.classifier.predict_proba(texts, vectors)
             probs[:, ~allowed] = 0.0
             probs /= numpy.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
             for row, i in enumerate(idx):
@@ -431,7 +440,7 @@ class Linker:
                             pools[i][c].dense = max(pools[i][c].dense, cos)
         if self.ex_norm:
             self._example_channel(mentions, queries, routed, pools, qv, qrow, spare)
-        probs = self._classifier_channel(mentions, queries, routed, pools, spare) if self.classifier is not None else {}
+        probs = self._classifier_channel(mentions, queries, routed, pools, spare, qv, qrow) if self.classifier is not None else {}
         if self.bi_model is not None:  # cosine of lexical/example-only candidates: best synonym row
             for i in routed:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]

@@ -12,6 +12,15 @@ sublinear term frequency, smoothed IDF. Features seen in fewer than ``min_df`` t
 mentions are dropped. Training is full-batch Adam on numpy (a few minutes on 2 CPUs for 2,000
 mentions), deterministic for a seed.
 
+**Sentence-embedding features** (optional, ``encoder``): the mention's L2-normalised embedding
+from a sentence-transformers model (any name or local path; ``all-MiniLM-L6-v2`` is the packaged
+copy, ``medtext:linker_bi`` the project's fine-tuned bi-encoder), times ``encoder_weight``,
+follows the TF-IDF blocks. The n-grams say which words point to a category; the embedding
+carries what they mean, so "husband does all the chopping for dinner" can reach meal
+preparation without sharing a word with its examples. Needs the ``trf`` extra at training and
+at run time; the encoder is recorded by name and loaded once per process (the linker passes its
+own mention embeddings when its bi-encoder is the same model).
+
 **Files.** A model folder holds ``meta.json`` (classes, vocabularies, settings, training
 figures) and ``weights.npz`` (float16 weights, float32 IDF and bias), read with
 ``allow_pickle=False``: no code is loaded from a model folder.
@@ -98,24 +107,63 @@ class MentionClassifier:
         self.class_index = {c: i for i, c in enumerate(classes)}
         self._w32: numpy.ndarray | None = None  # float32 weights, made on first use
 
+    @property
+    def encoder(self) -> str | None:
+        """The sentence-transformers model whose embeddings are features (None: n-grams only)."""
+        return self.meta.get("encoder")
+
+    @property
+    def _n_sparse(self) -> int:
+        return len(self.words.vocab) + len(self.chars.vocab)
+
+    def embed(self, texts: list[str], *, batch_size: int = 64, device: str | None = None) -> numpy.ndarray:
+        """The encoder's L2-normalised embeddings of ``texts``, float32 [texts, dim]."""
+        from .embeddings import embed_terms
+
+        vectors, _ = embed_terms([t[:MAX_CHARS] for t in texts], self.encoder, batch_size=batch_size, device=device)
+        return numpy.asarray(vectors, dtype=numpy.float32)
+
+    def _dense_part(self, texts: list[str], embeddings: numpy.ndarray | None) -> numpy.ndarray | None:
+        if not self.encoder:
+            return None
+        if embeddings is None:
+            embeddings = self.embed(texts)
+        dim = int(self.meta["encoder_dim"])
+        if embeddings.shape != (len(texts), dim):
+            from .index import TerminologyError
+
+            raise TerminologyError(f"the mention classifier was trained on {dim}-d embeddings of "
+                                   f"{self.encoder}, not {embeddings.shape[1:]} ones")
+        return embeddings.astype(numpy.float32) * float(self.meta["encoder_weight"])
+
     # --- features ---------------------------------------------------------------------------
-    def _features(self, texts: list[str]) -> numpy.ndarray:
-        """Dense float32 [texts, features]; the character block follows the word block."""
+    def _features(self, texts: list[str], embeddings: numpy.ndarray | None = None) -> numpy.ndarray:
+        """Dense float32 [texts, features]: the word block, the character block, then the
+        weighted embeddings when there is an encoder."""
         texts = [t[:MAX_CHARS] for t in texts]
-        x = numpy.zeros((len(texts), len(self.words.vocab) + len(self.chars.vocab)), dtype=numpy.float32)
+        dense = self._dense_part(texts, embeddings)
+        width = self._n_sparse + (0 if dense is None else dense.shape[1])
+        x = numpy.zeros((len(texts), width), dtype=numpy.float32)
         off = len(self.words.vocab)
         for r, ((wi, wv), (ci, cv)) in enumerate(zip(self.words.rows(texts), self.chars.rows(texts))):
             x[r, wi] = wv
             x[r, off + ci] = cv
+        if dense is not None:
+            x[:, self._n_sparse:] = dense
         return x
 
-    def predict_proba(self, texts: list[str]) -> numpy.ndarray:
+    def predict_proba(self, texts: list[str], embeddings: numpy.ndarray | None = None) -> numpy.ndarray:
         """Class probabilities, float32 [texts, classes]. Each text's scores are a weighted sum of
-        the weight rows of its own features (no dense feature matrix)."""
+        the weight rows of its own n-grams (no dense feature matrix), plus its embedding times
+        the embedding rows. ``embeddings``: the encoder's vectors of ``texts`` when the caller
+        has them (otherwise they are computed)."""
         if self._w32 is None:
             self._w32 = self.weights.astype(numpy.float32)
         texts = [t[:MAX_CHARS] for t in texts]
+        dense = self._dense_part(texts, embeddings)
         z = numpy.tile(self.bias, (len(texts), 1))
+        if dense is not None:
+            z += dense @ self._w32[self._n_sparse:]
         off = len(self.words.vocab)
         for r, ((wi, wv), (ci, cv)) in enumerate(zip(self.words.rows(texts), self.chars.rows(texts))):
             if len(wi):
@@ -129,10 +177,12 @@ class MentionClassifier:
     # --- training ---------------------------------------------------------------------------
     @classmethod
     def train(cls, examples: list[tuple[str, str, str]], *, l2: float = 1e-4, min_df: int = 2,
-              steps: int = 300, learn_rate: float = 0.05, seed: int = 0,
+              steps: int = 300, learn_rate: float = 0.05, seed: int = 0, encoder: str | None = None,
+              encoder_weight: float = 2.0,
               progress: Callable[[int, float], None] | None = None) -> "MentionClassifier":
         """Fit on ``(text, system, code)`` examples. ``l2``: weight of the squared-weight penalty
-        added to the mean cross-entropy."""
+        added to the mean cross-entropy. ``encoder``: a sentence-transformers model whose
+        embeddings (times ``encoder_weight``) join the features."""
         rows = [(t[:MAX_CHARS].strip(), (s, c)) for t, s, c in examples if t and t.strip()]
         classes = sorted({y for _, y in rows})
         if len(classes) < 2:
@@ -144,7 +194,15 @@ class MentionClassifier:
         chars = _Block.fit(char_grams, texts, min_df)
         model = cls(classes, words, chars, numpy.zeros((0, len(classes)), dtype=numpy.float32),
                     numpy.zeros(len(classes), dtype=numpy.float32))
-        x = model._features(texts)
+        if encoder:
+            from .embeddings import resolve_model
+
+            model.meta = {"encoder": resolve_model(encoder)[1], "encoder_weight": encoder_weight}
+            vectors = model.embed(texts)
+            model.meta["encoder_dim"] = int(vectors.shape[1])
+            x = model._features(texts, vectors)
+        else:
+            x = model._features(texts)
         n, k = len(texts), len(classes)
         rng = numpy.random.default_rng(seed)
         w = (rng.standard_normal((x.shape[1], k)) * 0.01).astype(numpy.float32)
@@ -177,7 +235,7 @@ class MentionClassifier:
         model.weights, model.bias = w, b
         model._w32 = None
         acc = float((numpy.argmax(x @ w + b, axis=1) == y).mean())
-        model.meta = {"format": FORMAT, "examples": n, "classes": k, "features": int(x.shape[1]),
+        model.meta = {**model.meta, "format": FORMAT, "examples": n, "classes": k, "features": int(x.shape[1]),
                       "l2": l2, "min_df": min_df, "steps": steps, "learn_rate": learn_rate, "seed": seed,
                       "train_loss": round(loss, 4), "train_accuracy": round(acc, 4),
                       "train_seconds": round(time.perf_counter() - t0, 1)}
@@ -216,9 +274,10 @@ class MentionClassifier:
             classes = [tuple(c) for c in meta.pop("classes_list")]
             words = _Block(word_grams, meta.pop("word_vocab"), word_idf)
             chars = _Block(char_grams, meta.pop("char_vocab"), char_idf)
-            if weights.shape != (len(words.vocab) + len(chars.vocab), len(classes)) or bias.shape != (len(classes),):
+            dim = int(meta.get("encoder_dim", 0)) if meta.get("encoder") else 0
+            if weights.shape != (len(words.vocab) + len(chars.vocab) + dim, len(classes)) or bias.shape != (len(classes),):
                 raise ValueError(f"weights of shape {weights.shape} do not fit {len(words.vocab)} + "
-                                 f"{len(chars.vocab)} features and {len(classes)} classes")
+                                 f"{len(chars.vocab)} + {dim} features and {len(classes)} classes")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise TerminologyError(f"not a medtext mention classifier ({e}): rebuild it with "
                                    "`medtext train linker-clf`", path) from e
@@ -237,6 +296,10 @@ def classifier_path(spec: str) -> Path:
 
 
 _LOADED: dict[str, MentionClassifier] = {}
+# how to build the classifiers the presets name
+BUILD = {"medtext:linker_clf": "`medtext train linker-clf`",
+         "medtext:linker_clf_trf": "`medtext train linker-clf --encoder all-MiniLM-L6-v2` (or `make "
+                                   "train-linker-clf-trf`; needs the trf extra)"}
 
 
 def load_classifier(spec: str) -> MentionClassifier:
@@ -245,8 +308,9 @@ def load_classifier(spec: str) -> MentionClassifier:
 
     path = classifier_path(spec)
     if not (path / "meta.json").is_file():
-        raise TerminologyError("no mention classifier here: build one with `medtext train linker-clf`"
-                               + (f" (for {spec})" if spec.startswith("medtext:") else " --out DIR"), path)
+        build = BUILD.get(spec) or ("`medtext train linker-clf --out " + (
+            f"$MEDTEXT_HOME/models/{spec.split(':', 1)[1]}`" if spec.startswith("medtext:") else "DIR`"))
+        raise TerminologyError(f"no mention classifier here ({spec}): build one with {build}", path)
     key = str(path.resolve())
     if key not in _LOADED:
         clf = MentionClassifier.load(path)

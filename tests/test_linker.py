@@ -230,6 +230,20 @@ def test_dense_linking_and_mismatch_guard(tiny):
         Linker(ix, bi_encoder=tiny["other_bi"])
 
 
+def test_classifier_reuses_the_bi_encoders_vectors(tiny, monkeypatch):
+    """A mention classifier whose encoder is the linker's bi-encoder gets the linker's mention
+    vectors instead of encoding the mentions again."""
+    from medtext.terminologies.mention_classifier import MentionClassifier
+
+    clf = MentionClassifier.train([("fever", "snomed", "2"), ("febrile all night", "snomed", "2"),
+                                   ("chest pain", "snomed", "1"), ("pain in chest on exertion", "snomed", "1")],
+                                  min_df=1, steps=100, encoder=tiny["bi"])
+    lk = Linker(ConceptIndex.load(tiny["index"]), bi_encoder="index", classifier=clf, nil_threshold=0.0)
+    monkeypatch.setattr(clf, "embed", lambda *a, **k: pytest.fail("the classifier encoded again"))
+    r = lk.link([Mention("febrile", "PROBLEM")])[0]
+    assert r.best.code == "2" and r.best.classifier is not None
+
+
 def test_cross_encoder_reranks(tiny):
     ix = ConceptIndex.load(tiny["index"])
     lk = Linker(ix, bi_encoder="index", cross_encoder=tiny["ce"], nil_threshold=0.0, use_context=True)

@@ -3,6 +3,7 @@ candidates, the component's config, `medtext train linker-clf`, and the packaged
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy
@@ -162,10 +163,45 @@ def test_train_linker_clf_command(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(res.output[res.output.index("{"):])
     assert report["examples"] == len(TRAIN) and report["classes"] == 3 and report["path"] == str(out)
-    assert load_classifier(str(out)).meta["examples_source"] == str(f)
+    assert load_classifier(str(out)).meta["examples_source"] == str(f) and report["encoder"] is None
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(f), "--out", str(tmp_path / "enc"),
+                                       "--min-df", "1", "--steps", "20", "--encoder", "all-MiniLM-L6-v2"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output[res.output.index("{"):])["encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
+        assert MentionClassifier.load(tmp_path / "enc").meta["encoder_dim"] == 384
+        res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(f), "--out", str(tmp_path / "x"),
+                                       "--encoder", "medtext:no_such_model"])
+        assert res.exit_code == 2 and "is not built" in res.output
     res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(tmp_path / "missing.jsonl")])
     assert res.exit_code == 2 and "not found" in res.output
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({"text": "amb 40 ft", "system": "icf", "code": "d450"}) + "\n")
     res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(one), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "at least 2 codes" in res.output
+
+
+def test_encoder_features_carry_meaning(tmp_path):
+    """With sentence embeddings as features, a paraphrase that shares no word with a category's
+    examples still reaches it; the encoder is recorded and checked."""
+    pytest.importorskip("sentence_transformers")
+    plain = MentionClassifier.train(TRAIN, min_df=1, steps=200, seed=0)
+    enc = MentionClassifier.train(TRAIN, min_df=1, steps=200, seed=0, encoder="all-MiniLM-L6-v2")
+    assert plain.encoder is None
+    assert enc.encoder == "sentence-transformers/all-MiniLM-L6-v2" and enc.meta["encoder_dim"] == 384
+    assert enc.meta["features"] == plain.meta["features"] + 384
+    texts = ["strolled down the corridor to the nursing station", "pulled her trousers on by herself",
+             "got up out of the armchair"]
+    want = [enc.class_index[("icf", c)] for c in ("d4500", "d5402", "d4104")]
+    p, q = enc.predict_proba(texts), plain.predict_proba(texts)
+    assert list(p.argmax(axis=1)) == want
+    assert all(p[i, k] > q[i, k] + 0.2 for i, k in enumerate(want))
+    # the caller's own vectors give the same result; vectors of another size are refused
+    assert numpy.allclose(enc.predict_proba(texts, enc.embed(texts)), p, atol=1e-5)
+    with pytest.raises(TerminologyError, match="384-d embeddings"):
+        enc.predict_proba(texts, numpy.zeros((3, 32), dtype=numpy.float32))
+    back = MentionClassifier.load(enc.save(tmp_path / "enc"))
+    assert back.encoder == enc.encoder and numpy.abs(back.predict_proba(texts) - p).max() < 1e-3
+    # the linker (lexical here) has the classifier embed the mentions itself
+    lk = Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, classifier=back)
+    assert lk.link([Mention(texts[0], "FUNCTION")])[0].candidates[0].code == "d4500"

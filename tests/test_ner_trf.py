@@ -20,9 +20,23 @@ def test_train_ner_rejects_bad_arguments(tmp_path):
         train_ner(data_dir=tmp_path, arch="cnn", model="bert-base-uncased")
 
 
-def test_trf_preset_without_model_says_how_to_build_it(medtext_home):
-    with pytest.raises(ConfigError, match=r"medtext train ner --arch trf.*make train-ner-trf"):
-        medtext.load("trf")
+def _trf_classifier(home: Path) -> None:
+    """A small stand-in for the trf preset's mention classifier (n-grams + MiniLM embeddings)."""
+    from medtext.terminologies.mention_classifier import MentionClassifier
+
+    MentionClassifier.train([("amb 40 ft FWW", "icf", "d4500"), ("LB dressing min A", "icf", "d5402")],
+                            min_df=1, steps=5, encoder="all-MiniLM-L6-v2").save(home / "models" / "linker_clf_trf")
+
+
+def test_trf_preset_without_models_says_how_to_build_them(medtext_home):
+    pytest.importorskip("sentence_transformers")
+    if not (medtext_home / "models" / "linker_clf_trf").is_dir():
+        with pytest.raises(ConfigError, match=r"linker-clf --encoder all-MiniLM-L6-v2.*make train-linker-clf-trf"):
+            medtext.load("trf")
+        _trf_classifier(medtext_home)
+    if not (medtext_home / "models" / "ner_trf").is_dir():
+        with pytest.raises(ConfigError, match=r"medtext train ner --arch trf.*make train-ner-trf"):
+            medtext.load("trf")
 
 
 @pytest.mark.slow
@@ -39,6 +53,8 @@ def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     path = train_ner(data_dir=data, arch="trf", model=str(bert), max_steps=4, eval_frequency=2)
     assert path.name == "ner_trf" and (path / "transformer").is_dir()
     shutil.rmtree(bert)  # the saved pipeline carries the weights: the backbone path is not needed
+    if not (medtext_home / "models" / "linker_clf_trf").is_dir():
+        _trf_classifier(medtext_home)
     nlp = medtext.load("trf")
     assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "transformer", "ner",
                               "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
