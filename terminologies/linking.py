@@ -250,10 +250,7 @@ class Linker:
                                                 show_progress_bar=False).astype("float32")
 
     def _setup_classifier(self, clf) -> None:
-        if clf.encoder and clf.encoder != self.bi_name:  # load its encoder now: errors surface here
-            from .embeddings import load_model
-
-            load_model(clf.encoder, device=self.device)
+        clf.check_encoder(device=self.device)  # loads it now: errors surface here
         ids = numpy.array([self._cid(s, c) for s, c in clf.classes], dtype=numpy.int64)
         if (ids < 0).any():
             missing = [f"{s}:{c}" for (s, c), i in zip(clf.classes, ids) if i < 0]

@@ -18,8 +18,10 @@ copy, ``medtext:linker_bi`` the project's fine-tuned bi-encoder), times ``encode
 follows the TF-IDF blocks. The n-grams say which words point to a category; the embedding
 carries what they mean, so "husband does all the chopping for dinner" can reach meal
 preparation without sharing a word with its examples. Needs the ``trf`` extra at training and
-at run time; the encoder is recorded by name and loaded once per process (the linker passes its
-own mention embeddings when its bi-encoder is the same model).
+at run time; the encoder is recorded by name with its embedding of a probe sentence, checked
+when the linker loads it (a retrained ``medtext:linker_bi`` is an error, not a silent mismatch),
+and loaded once per process (the linker passes its own mention embeddings when its bi-encoder is
+the same model).
 
 **Files.** A model folder holds ``meta.json`` (classes, vocabularies, settings, training
 figures) and ``weights.npz`` (float16 weights, float32 IDF and bias), read with
@@ -45,6 +47,8 @@ import numpy
 log = logging.getLogger(__name__)
 
 FORMAT = "medtext-mention-classifier/1"
+# embedded at training and checked at load: a retrained or swapped encoder is caught, not used
+PROBE = "ambulates 50 ft with rolling walker, needs help with dressing"
 _WORD = re.compile(r"[a-z0-9]+|[<>/]+")
 MAX_CHARS = 256
 
@@ -123,6 +127,20 @@ class MentionClassifier:
         vectors, _ = embed_terms([t[:MAX_CHARS] for t in texts], self.encoder, batch_size=batch_size, device=device)
         return numpy.asarray(vectors, dtype=numpy.float32)
 
+    def check_encoder(self, device: str | None = None) -> None:
+        """Load the encoder and check it is the model the classifier was trained with (its
+        embedding of :data:`PROBE` must match the one recorded then)."""
+        from .index import TerminologyError
+
+        if not self.encoder:
+            return
+        now = self.embed([PROBE], device=device)[0]
+        then = numpy.asarray(self.meta.get("encoder_probe") or [], dtype=numpy.float32)
+        if then.shape != now.shape or float(now @ then) < 0.999:
+            raise TerminologyError(f"the mention classifier's encoder {self.encoder} is not the model it was "
+                                   "trained with (retrained or replaced since?): retrain the classifier "
+                                   "(`medtext train linker-clf --encoder ...`)")
+
     def _dense_part(self, texts: list[str], embeddings: numpy.ndarray | None) -> numpy.ndarray | None:
         if not self.encoder:
             return None
@@ -194,15 +212,15 @@ class MentionClassifier:
         chars = _Block.fit(char_grams, texts, min_df)
         model = cls(classes, words, chars, numpy.zeros((0, len(classes)), dtype=numpy.float32),
                     numpy.zeros(len(classes), dtype=numpy.float32))
+        vectors = None
         if encoder:
             from .embeddings import resolve_model
 
             model.meta = {"encoder": resolve_model(encoder)[1], "encoder_weight": encoder_weight}
             vectors = model.embed(texts)
             model.meta["encoder_dim"] = int(vectors.shape[1])
-            x = model._features(texts, vectors)
-        else:
-            x = model._features(texts)
+            model.meta["encoder_probe"] = [round(float(v), 5) for v in model.embed([PROBE])[0]]
+        x = model._features(texts, vectors)
         n, k = len(texts), len(classes)
         rng = numpy.random.default_rng(seed)
         w = (rng.standard_normal((x.shape[1], k)) * 0.01).astype(numpy.float32)

@@ -242,6 +242,11 @@ def test_classifier_reuses_the_bi_encoders_vectors(tiny, monkeypatch):
     monkeypatch.setattr(clf, "embed", lambda *a, **k: pytest.fail("the classifier encoded again"))
     r = lk.link([Mention("febrile", "PROBLEM")])[0]
     assert r.best.code == "2" and r.best.classifier is not None
+    # an encoder that is no longer the model the classifier was trained with is refused
+    monkeypatch.undo()
+    clf.meta["encoder_probe"] = [-v for v in clf.meta["encoder_probe"]]
+    with pytest.raises(TerminologyError, match="not the model it was trained with"):
+        Linker(ConceptIndex.load(tiny["index"]), bi_encoder="index", classifier=clf)
 
 
 def test_cross_encoder_reranks(tiny):
