@@ -65,22 +65,18 @@ class EntityLinker:
                                   f"\"system:kind\" strings (bad: {bad})")
         self.name = name
         path = Path(index) if index else default_index_dir()
-        rows = None
-        if examples:
-            from medtext.corpora.linking_data import load_examples
+        from medtext.corpora.linking_data import load_examples
+        from medtext.terminologies.mention_classifier import load_classifier
 
+        def option(key: str, spec: str | None, load, error: type[Exception]):
+            """``load(spec)`` (None when unset), its error named after the setting."""
             try:
-                rows = load_examples(examples)
-            except InputError as e:
-                raise ConfigError(f"{name}.examples: {e}") from e
-        clf = None
-        if classifier:
-            from medtext.terminologies.mention_classifier import load_classifier
+                return load(spec) if spec else None
+            except error as e:
+                raise ConfigError(f"{name}.{key}: {e}") from e
 
-            try:
-                clf = load_classifier(classifier)
-            except TerminologyError as e:
-                raise ConfigError(f"{name}.classifier: {e}") from e
+        rows = option("examples", examples, load_examples, InputError)
+        clf = option("classifier", classifier, load_classifier, TerminologyError)
         try:
             self.linker = Linker(ConceptIndex.load(path), bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                                  routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
