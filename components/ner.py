@@ -17,6 +17,11 @@ of its tokens at least that probability of being outside any entity: where the C
 there is nothing, a synonym's surface form ("lives with wife", "CSF" as a drug) is not taken
 for an entity. The concepts behind a matcher hit are kept in ``ent._.matched_concepts`` as
 ``[(system, code)]`` for the linker.
+
+**Document-level consistency.** With ``propagate`` (the ``default`` and ``fast`` presets), the
+rules of :mod:`components.propagation` run last: an abbreviation defined in the text
+("irritable bowel syndrome (IBS)") takes its long form's label everywhere, and an entity of 5
+or more characters labels its unlabelled repeats in the document.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
 from .biluo_ner import P_OUTSIDE
+from .propagation import propagate
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +171,7 @@ class ClinicalNER:
     version = "1.0.0"
 
     def __init__(self, nlp: Language, name: str, index: str | None, use_matcher: bool,
-                 labels: list[str], veto_outside: float | None = None):
+                 labels: list[str], veto_outside: float | None = None, propagate: bool = False):
         from medtext.errors import ConfigError
 
         if not Span.has_extension("matched_concepts"):
@@ -178,6 +184,7 @@ class ClinicalNER:
         self.name = name
         self.labels = set(labels)
         self.veto_outside = veto_outside
+        self.propagate = propagate
         self.matcher = None
         self.index_path = None
         self.model_id = None
@@ -197,17 +204,22 @@ class ClinicalNER:
     def __call__(self, doc: Doc) -> Doc:
         model_ents = [e for e in doc.ents if e.label_ in self.labels]
         p_out = doc.user_data.pop(P_OUTSIDE, None)  # read here, not kept on the doc
-        if self.matcher is None:
-            doc.ents = self._body_only(doc, model_ents)
-            return doc
-        taken = set()
-        for e in model_ents + list(doc.spans.get("section_headers", [])):
-            taken.update(range(e.start, e.end))  # section headers are not entities
-        hits = [s for s in self.matcher(doc) if s.label_ in self.labels
-                and not any(i in taken for i in range(s.start, s.end))]
-        if self.veto_outside is not None and p_out is not None and len(p_out) == len(doc):
-            hits = [s for s in hits if float(p_out[s.start:s.end].min()) < self.veto_outside]
-        doc.ents = self._body_only(doc, sorted(model_ents + filter_spans(hits), key=lambda s: s.start))
+        headers = set()
+        for h in doc.spans.get("section_headers", []):
+            headers.update(range(h.start, h.end))  # section headers are not entities
+        ents = model_ents
+        if self.matcher is not None:
+            taken = set(headers)
+            for e in model_ents:
+                taken.update(range(e.start, e.end))
+            hits = [s for s in self.matcher(doc) if s.label_ in self.labels
+                    and not any(i in taken for i in range(s.start, s.end))]
+            if self.veto_outside is not None and p_out is not None and len(p_out) == len(doc):
+                hits = [s for s in hits if float(p_out[s.start:s.end].min()) < self.veto_outside]
+            ents = sorted(model_ents + filter_spans(hits), key=lambda s: s.start)
+        if self.propagate:
+            ents = propagate(doc, ents, blocked=headers)
+        doc.ents = self._body_only(doc, ents)
         return doc
 
     def _body_only(self, doc: Doc, ents: list[Span]) -> list[Span]:
@@ -230,8 +242,9 @@ class ClinicalNER:
 
 @Language.factory(
     "medtext_ner",
-    default_config={"index": None, "use_matcher": True, "labels": list(LABELS), "veto_outside": None},
+    default_config={"index": None, "use_matcher": True, "labels": list(LABELS), "veto_outside": None,
+                    "propagate": False},
 )
 def make_ner(nlp: Language, name: str, index: str | None, use_matcher: bool,
-             labels: list[str], veto_outside: float | None) -> ClinicalNER:
-    return ClinicalNER(nlp, name, index, use_matcher, labels, veto_outside)
+             labels: list[str], veto_outside: float | None, propagate: bool) -> ClinicalNER:
+    return ClinicalNER(nlp, name, index, use_matcher, labels, veto_outside, propagate)

@@ -1,13 +1,15 @@
 """``medtext.clinical_tokenizer.v1``: spaCy's English tokenizer plus clinical shorthand.
 
 Keeps dosing abbreviations ("b.i.d.", "p.r.n.", "q.h.s.") and slash shorthand ("s/p", "h/o",
-"r/o", "w/o") as single tokens, so sentence splitting and matching see them whole.
+"r/o", "w/o") as single tokens, so sentence splitting and matching see them whole. Splits a
+closing parenthesis from a hyphenated word after it ("(PPA)-induced" -> "PPA", ")", "-induced")
+and a suspended hyphen from its word ("pilocarpine-, kainic acid- and NMDA-induced").
 """
 
 from __future__ import annotations
 
 from spacy.attrs import NORM, ORTH
-from spacy.util import registry
+from spacy.util import compile_infix_regex, compile_suffix_regex, registry
 
 #: abbreviations that contain periods; the value is the expansion used as the token's norm
 DOTTED_ABBREVIATIONS: dict[str, str] = {
@@ -53,6 +55,10 @@ def create_clinical_tokenizer():
     def create(nlp):
         tokenizer = registry.tokenizers.get("spacy.Tokenizer.v1")()(nlp)
         add_clinical_special_cases(tokenizer)
+        tokenizer.infix_finditer = compile_infix_regex(
+            [*nlp.Defaults.infixes, r"\)(?=-[A-Za-z])"]).finditer
+        tokenizer.suffix_search = compile_suffix_regex(
+            [*nlp.Defaults.suffixes, r"(?<=[a-z]{3})-$"]).search
         return tokenizer
 
     return create
