@@ -48,10 +48,10 @@ def long_form_start(short: str, text: str) -> int | None:
     return text.rfind(" ", 0, ti + 1) + 1
 
 
-def _key(tokens) -> tuple[str, ...]:
+def _key(span: Span) -> tuple[str, ...]:
     """How occurrences are compared: short forms (<= 4 characters) as written, others lower-cased."""
-    short = len(tokens.text) <= 4 if isinstance(tokens, Span) else False
-    return tuple(t.text if short else t.lower_ for t in tokens)
+    short = len(span.text) <= 4
+    return tuple(t.text if short else t.lower_ for t in span)
 
 
 def abbreviation_definitions(doc: Doc) -> list[tuple[Span, Span]]:
