@@ -18,7 +18,7 @@ there is nothing, a synonym's surface form ("lives with wife", "CSF" as a drug) 
 for an entity. The concepts behind a matcher hit are kept in ``ent._.matched_concepts`` as
 ``[(system, code)]`` for the linker.
 
-**Document-level consistency.** With ``propagate`` (the ``default`` and ``fast`` presets), the
+**Document-level consistency.** With ``propagate`` (on in ``default``, ``fast``, ``trf`` and ``patient``), the
 rules of :mod:`components.propagation` run last: an abbreviation defined in the text
 ("irritable bowel syndrome (IBS)") takes its long form's label everywhere, and an entity of 5
 or more characters labels its unlabelled repeats in the document.

@@ -1,4 +1,5 @@
-"""Document-level consistency in medtext_ner: defined abbreviations and repeated mentions."""
+"""Document-level consistency in medtext_ner (defined abbreviations, repeated mentions) and the
+clinical tokenizer's splits it relies on."""
 
 from __future__ import annotations
 
@@ -84,3 +85,20 @@ def test_propagation_respects_section_headers_and_existing_entities():
     for name, proc in nlp.pipeline:
         doc = proc(doc)
     assert _ents(doc) == [("pneumonia", "PROBLEM"), ("aspiration pneumonia", "PROBLEM")]
+
+
+def test_clinical_tokenizer_splits_parenthesis_hyphen_and_suspended_hyphens():
+    from medtext.train import load_tokenizer_only
+
+    nlp = load_tokenizer_only()
+
+    def toks(text):
+        return [t.text for t in nlp(text)]
+
+    assert toks("ethambutol (EMB)-induced neuropathy") == [
+        "ethambutol", "(", "EMB", ")", "-induced", "neuropathy"]
+    assert toks("pilocarpine-, kainic acid- and NMDA") == [
+        "pilocarpine", "-", ",", "kainic", "acid", "-", "and", "NMDA"]
+    # what stays as it was: shorthand, dotted abbreviations, hyphenated words, upper-case short forms
+    assert toks("s/p CABG, HTN. b.i.d. x-ray (see above)") == [
+        "s/p", "CABG", ",", "HTN", ".", "b.i.d.", "x", "-", "ray", "(", "see", "above", ")"]
