@@ -18,6 +18,11 @@ there is nothing, a synonym's surface form ("lives with wife", "CSF" as a drug) 
 for an entity. The concepts behind a matcher hit are kept in ``ent._.matched_concepts`` as
 ``[(system, code)]`` for the linker.
 
+**Drug names.** With ``drug_lexicon`` (on in ``default``), about 100k generic and
+brand drug names (:mod:`components.drug_lexicon`) add ``DRUG`` entities where neither the
+statistical NER nor the terminology matcher found anything, unless the CNN gave every token at
+least ``drug_lexicon_veto`` (0.99) probability of being outside any entity.
+
 **Document-level consistency.** With ``propagate`` (on in ``default``, ``fast``, ``trf`` and ``patient``), the
 rules of :mod:`components.propagation` run last: an abbreviation defined in the text
 ("irritable bowel syndrome (IBS)") takes its long form's label everywhere, and an entity of 5
@@ -36,6 +41,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
 from .biluo_ner import P_OUTSIDE
+from .drug_lexicon import drug_names, match_drugs
 from .propagation import propagate
 
 log = logging.getLogger(__name__)
@@ -171,7 +177,8 @@ class ClinicalNER:
     version = "1.0.0"
 
     def __init__(self, nlp: Language, name: str, index: str | None, use_matcher: bool,
-                 labels: list[str], veto_outside: float | None = None, propagate: bool = False):
+                 labels: list[str], veto_outside: float | None = None, propagate: bool = False,
+                 drug_lexicon: bool = False, drug_lexicon_veto: float | None = 0.99):
         from medtext.errors import ConfigError
 
         if not Span.has_extension("matched_concepts"):
@@ -179,12 +186,17 @@ class ClinicalNER:
         bad = [lab for lab in labels if lab not in LABELS + RADGRAPH_LABELS]
         if bad:
             raise ConfigError(f"{name}.labels: unknown label(s) {bad}; use {', '.join(LABELS + RADGRAPH_LABELS)}")
-        if veto_outside is not None and not 0.0 < veto_outside <= 1.0:
-            raise ConfigError(f"{name}.veto_outside must be in (0, 1] or null, not {veto_outside}")
+        for setting, value in (("veto_outside", veto_outside), ("drug_lexicon_veto", drug_lexicon_veto)):
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ConfigError(f"{name}.{setting} must be in (0, 1] or null, not {value}")
         self.name = name
         self.labels = set(labels)
         self.veto_outside = veto_outside
         self.propagate = propagate
+        self.drug_lexicon_veto = drug_lexicon_veto
+        self.drug_names = None
+        if drug_lexicon:
+            self.drug_names = drug_names()
         self.matcher = None
         self.index_path = None
         self.model_id = None
@@ -207,20 +219,31 @@ class ClinicalNER:
         headers = set()
         for h in doc.spans.get("section_headers", []):
             headers.update(range(h.start, h.end))  # section headers are not entities
-        ents = model_ents
+        taken = set(headers)
+        for e in model_ents:
+            taken.update(range(e.start, e.end))
+        added: list[Span] = []
         if self.matcher is not None:
-            taken = set(headers)
-            for e in model_ents:
+            hits = [s for s in self.matcher(doc) if s.label_ in self.labels]
+            added = filter_spans(self._untaken(hits, taken, p_out, self.veto_outside))
+            for e in added:
                 taken.update(range(e.start, e.end))
-            hits = [s for s in self.matcher(doc) if s.label_ in self.labels
-                    and not any(i in taken for i in range(s.start, s.end))]
-            if self.veto_outside is not None and p_out is not None and len(p_out) == len(doc):
-                hits = [s for s in hits if float(p_out[s.start:s.end].min()) < self.veto_outside]
-            ents = sorted(model_ents + filter_spans(hits), key=lambda s: s.start)
+        if self.drug_names is not None and "DRUG" in self.labels:
+            added += filter_spans(self._untaken(match_drugs(doc, self.drug_names), taken, p_out,
+                                                self.drug_lexicon_veto))
+        ents = sorted(model_ents + added, key=lambda s: s.start)
         if self.propagate:
             ents = propagate(doc, ents, blocked=headers)
         doc.ents = self._body_only(doc, ents)
         return doc
+
+    @staticmethod
+    def _untaken(hits: list[Span], taken: set[int], p_out, veto: float | None) -> list[Span]:
+        """Hits on no taken token, less those the CNN is sure (>= ``veto`` on every token) are outside."""
+        hits = [s for s in hits if not any(i in taken for i in range(s.start, s.end))]
+        if veto is not None and p_out is not None and len(hits) and len(p_out) == len(hits[0].doc):
+            hits = [s for s in hits if float(p_out[s.start:s.end].min()) < veto]
+        return hits
 
     def _body_only(self, doc: Doc, ents: list[Span]) -> list[Span]:
         """Drop entities on lines ``medtext_layout`` labelled as page furniture."""
@@ -243,8 +266,10 @@ class ClinicalNER:
 @Language.factory(
     "medtext_ner",
     default_config={"index": None, "use_matcher": True, "labels": list(LABELS), "veto_outside": None,
-                    "propagate": False},
+                    "propagate": False, "drug_lexicon": False, "drug_lexicon_veto": 0.99},
 )
 def make_ner(nlp: Language, name: str, index: str | None, use_matcher: bool,
-             labels: list[str], veto_outside: float | None, propagate: bool) -> ClinicalNER:
-    return ClinicalNER(nlp, name, index, use_matcher, labels, veto_outside, propagate)
+             labels: list[str], veto_outside: float | None, propagate: bool, drug_lexicon: bool,
+             drug_lexicon_veto: float | None) -> ClinicalNER:
+    return ClinicalNER(nlp, name, index, use_matcher, labels, veto_outside, propagate, drug_lexicon,
+                       drug_lexicon_veto)

@@ -1,0 +1,81 @@
+"""Drug names for ``medtext_ner.drug_lexicon``: about 100k generic and brand names, offline.
+
+The names come from the ``drug-named-entity-recognition`` package on PyPI (Fast Data Science,
+MIT licence; built from the DrugBank open vocabulary with MeSH, MedlinePlus, PubChem, NHS and
+Wikipedia names). Only its data file is read, never its code: the file is a bz2 pickle of
+plain dicts and strings, read here by an unpickler that refuses every class, so it cannot run
+anything. Names of fewer than 5 characters are left out (too ambiguous as bare strings).
+
+Matching is on lower-cased text, whole tokens only, longest name first, up to 8 tokens.
+"""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import pickle
+from functools import lru_cache
+from pathlib import Path
+
+from spacy.tokens import Doc, Span
+
+PACKAGE = "drug_named_entity_recognition"
+DATA_FILE = "drug_ner_dictionary.pkl.bz2"
+MIN_CHARS = 5
+MAX_TOKENS = 8
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Dicts, lists, strings and numbers only: any class or function is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"{DATA_FILE} may hold plain data only, not {module}.{name}")
+
+
+def data_path() -> Path:
+    """The package's data file, found without importing the package."""
+    from medtext.errors import ConfigError
+
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("medtext_ner.drug_lexicon needs the drug-named-entity-recognition package: "
+                          "pip install drug-named-entity-recognition (or set drug_lexicon = false)")
+    path = Path(next(iter(spec.submodule_search_locations))) / DATA_FILE
+    if not path.is_file():
+        raise ConfigError(f"medtext_ner.drug_lexicon: {path} is missing; reinstall drug-named-entity-recognition")
+    return path
+
+
+@lru_cache(maxsize=1)
+def drug_names(path: Path | None = None) -> frozenset[str]:
+    """Lower-cased drug names of at least :data:`MIN_CHARS` characters."""
+    from medtext.errors import ConfigError
+
+    from .ner import NEVER_MATCH
+
+    path = path or data_path()
+    try:
+        with bz2.open(path) as f:
+            data = _PlainUnpickler(f).load()
+        names = data["drug_variant_to_canonical"]
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as e:
+        raise ConfigError(f"medtext_ner.drug_lexicon: cannot read {path}: {e}") from e
+    return frozenset(n for n in (str(k).strip().lower() for k in names)
+                     if len(n) >= MIN_CHARS and n not in NEVER_MATCH)
+
+
+def match_drugs(doc: Doc, names: frozenset[str]) -> list[Span]:
+    """``DRUG`` spans where a name is written (any case), longest first; they may overlap."""
+    text = doc.text
+    out = []
+    n = len(doc)
+    for i, tok in enumerate(doc):
+        if not tok.text[0].isalnum():
+            continue
+        start = tok.idx
+        for j in range(min(n, i + MAX_TOKENS) - 1, i - 1, -1):
+            end = doc[j].idx + len(doc[j].text)
+            if end - start >= MIN_CHARS and text[start:end].lower() in names:
+                out.append(Span(doc, i, j + 1, label="DRUG"))
+                break
+    return out
