@@ -69,8 +69,10 @@ def drug_names(path: Path | None = None) -> frozenset[str]:
 @lru_cache(maxsize=4)
 def first_words(names: frozenset[str]) -> frozenset[str]:
     """How a name's first token can look: its first word, or what comes before its first
-    character that is not a letter or digit ("5" of "5-fluorouracil"). Other tokens cannot
-    start a name, so most of a document is skipped at the cost of one set lookup."""
+    character that is not a letter or digit ("5" of "5-fluorouracil"). Tokens that are neither
+    are skipped at the cost of one set lookup: most of a document. A name whose first token
+    the tokenizer cuts otherwise ("glucose-6-phosphate dehydrogenase") is then missed, 7 of
+    4,587 hits on the BC5CDR and NCBI-disease dev sets."""
     out = set()
     for name in names:
         out.add(name.split(" ", 1)[0])
