@@ -18,10 +18,11 @@ there is nothing, a synonym's surface form ("lives with wife", "CSF" as a drug) 
 for an entity. The concepts behind a matcher hit are kept in ``ent._.matched_concepts`` as
 ``[(system, code)]`` for the linker.
 
-**Drug names.** With ``drug_lexicon`` (on in ``default``), about 100k generic and
+**Drug names.** With ``drug_lexicon`` (on in ``default`` and ``fast``), about 100k generic and
 brand drug names (:mod:`components.drug_lexicon`) add ``DRUG`` entities where neither the
 statistical NER nor the terminology matcher found anything, unless the CNN gave every token at
-least ``drug_lexicon_veto`` (0.99) probability of being outside any entity.
+least ``drug_lexicon_veto`` (0.99) probability of being outside any entity (without the CNN,
+as in ``fast``, every hit stays).
 
 **Document-level consistency.** With ``propagate`` (on in ``default``, ``fast``, ``trf`` and ``patient``), the
 rules of :mod:`components.propagation` run last: an abbreviation defined in the text
