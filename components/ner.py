@@ -217,6 +217,8 @@ class ClinicalNER:
     def __call__(self, doc: Doc) -> Doc:
         model_ents = [e for e in doc.ents if e.label_ in self.labels]
         p_out = doc.user_data.pop(P_OUTSIDE, None)  # read here, not kept on the doc
+        if p_out is not None and len(p_out) != len(doc):
+            p_out = None
         headers = set()
         for h in doc.spans.get("section_headers", []):
             headers.update(range(h.start, h.end))  # section headers are not entities
@@ -242,7 +244,7 @@ class ClinicalNER:
     def _untaken(hits: list[Span], taken: set[int], p_out, veto: float | None) -> list[Span]:
         """Hits on no taken token, less those the CNN is sure (>= ``veto`` on every token) are outside."""
         hits = [s for s in hits if not any(i in taken for i in range(s.start, s.end))]
-        if veto is not None and p_out is not None and len(hits) and len(p_out) == len(hits[0].doc):
+        if veto is not None and p_out is not None:
             hits = [s for s in hits if float(p_out[s.start:s.end].min()) < veto]
         return hits
 
