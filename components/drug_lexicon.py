@@ -4,7 +4,9 @@ The names come from the ``drug-named-entity-recognition`` package on PyPI (Fast 
 MIT licence; built from the DrugBank open vocabulary with MeSH, MedlinePlus, PubChem, NHS and
 Wikipedia names). Only its data file is read, never its code: the file is a bz2 pickle of
 plain dicts and strings, read here by an unpickler that refuses every class, so it cannot run
-anything. Names of fewer than 5 characters are left out (too ambiguous as bare strings).
+anything. ``medtext_ner.drug_lexicon`` leaves out names of fewer than 5 characters (too
+ambiguous as bare strings); the CNN's name flags (:mod:`components.lexicon_features`) read the
+3-4 character ones as a list of their own.
 
 Matching is on lower-cased text, whole tokens only, longest name first, up to 8 tokens.
 """
@@ -48,22 +50,27 @@ def data_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
-def drug_names(path: Path | None = None) -> frozenset[str]:
-    """Lower-cased drug names of at least :data:`MIN_CHARS` characters."""
+@lru_cache(maxsize=2)
+def _all_names(path: Path) -> tuple[str, ...]:
     from medtext.errors import ConfigError
 
-    from .ner import NEVER_MATCH
-
-    path = path or data_path()
     try:
         with bz2.open(path) as f:
             data = _PlainUnpickler(f).load()
         names = data["drug_variant_to_canonical"]
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as e:
         raise ConfigError(f"medtext_ner.drug_lexicon: cannot read {path}: {e}") from e
-    return frozenset(n for n in (str(k).strip().lower() for k in names)
-                     if len(n) >= MIN_CHARS and n not in NEVER_MATCH)
+    return tuple(str(k).strip().lower() for k in names)
+
+
+@lru_cache(maxsize=4)
+def drug_names(path: Path | None = None, min_chars: int = MIN_CHARS, max_chars: int | None = None) -> frozenset[str]:
+    """Lower-cased drug names of ``min_chars`` (default :data:`MIN_CHARS`) to ``max_chars`` characters."""
+    from .ner import NEVER_MATCH
+
+    return frozenset(n for n in _all_names(path or data_path())
+                     if len(n) >= min_chars and (max_chars is None or len(n) <= max_chars)
+                     and n not in NEVER_MATCH)
 
 
 @lru_cache(maxsize=4)
