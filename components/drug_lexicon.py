@@ -88,11 +88,11 @@ def first_words(names: frozenset[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def match_drugs(doc: Doc, names: frozenset[str]) -> list[Span]:
-    """``DRUG`` spans where a name is written (any case), longest first; they may overlap."""
+def name_matches(doc: Doc, names: frozenset[str], min_chars: int = MIN_CHARS):
+    """(start, end) token offsets where a name of ``names`` is written (any case, whole tokens),
+    the longest from each start token; matches may overlap."""
     text = doc.text
     starts = first_words(names)
-    out = []
     n = len(doc)
     for i, tok in enumerate(doc):
         if tok.lower_ not in starts:
@@ -100,7 +100,11 @@ def match_drugs(doc: Doc, names: frozenset[str]) -> list[Span]:
         start = tok.idx
         for j in range(min(n, i + MAX_TOKENS) - 1, i - 1, -1):
             end = doc[j].idx + len(doc[j].text)
-            if end - start >= MIN_CHARS and text[start:end].lower() in names:
-                out.append(Span(doc, i, j + 1, label="DRUG"))
+            if end - start >= min_chars and text[start:end].lower() in names:
+                yield i, j + 1
                 break
-    return out
+
+
+def match_drugs(doc: Doc, names: frozenset[str]) -> list[Span]:
+    """``DRUG`` spans where a name is written (any case), longest first; they may overlap."""
+    return [Span(doc, i, j, label="DRUG") for i, j in name_matches(doc, names)]

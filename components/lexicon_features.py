@@ -34,7 +34,6 @@ from thinc.api import Linear, Model
 
 LISTS = ("drug", "drug_short", "phenotype")
 PHENOTYPE_ROOT = "HP:0000118"  # Phenotypic abnormality
-MAX_TOKENS = 8
 
 
 @lru_cache(maxsize=1)
@@ -73,39 +72,34 @@ def phenotype_names() -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
-def name_list(which: str) -> tuple[frozenset[str], frozenset[str], int]:
-    """(names, the ways their first token can look, minimum characters) for one list."""
-    from .drug_lexicon import drug_names, first_words
+def name_list(which: str) -> tuple[frozenset[str], int]:
+    """(names, minimum characters of a match) for one list."""
+    from .drug_lexicon import drug_names
 
     if which == "drug":
-        names, min_chars = drug_names(), 5
-    elif which == "drug_short":
-        names, min_chars = drug_names(min_chars=3, max_chars=4), 3
-    elif which == "phenotype":
-        names, min_chars = phenotype_names(), 4
-    else:
-        from medtext.errors import ConfigError
+        return drug_names(), 5
+    if which == "drug_short":
+        return drug_names(min_chars=3, max_chars=4), 3
+    if which == "phenotype":
+        return phenotype_names(), 4
+    _unknown(which)
 
-        raise ConfigError(f"unknown NER name list {which!r}: use {', '.join(LISTS)}")
-    return names, first_words(names), min_chars
+
+def _unknown(which: str):
+    from medtext.errors import ConfigError
+
+    raise ConfigError(f"unknown NER name list {which!r}: use {', '.join(LISTS)}")
 
 
 def name_flags(doc: Doc, which: str, out: numpy.ndarray, col: int) -> None:
     """Set ``out[i, col]`` where token i starts a name of the list, ``out[i, col + 1]`` where it
     continues one."""
-    names, starts, min_chars = name_list(which)
-    text = doc.text
-    n = len(doc)
-    for i, tok in enumerate(doc):
-        if tok.lower_ not in starts:
-            continue
-        start = tok.idx
-        for j in range(min(n, i + MAX_TOKENS) - 1, i - 1, -1):
-            end = doc[j].idx + len(doc[j].text)
-            if end - start >= min_chars and text[start:end].lower() in names:
-                out[i, col] = 1.0
-                out[i + 1:j + 1, col + 1] = 1.0
-                break
+    from .drug_lexicon import name_matches
+
+    names, min_chars = name_list(which)
+    for i, j in name_matches(doc, names, min_chars):
+        out[i, col] = 1.0
+        out[i + 1:j, col + 1] = 1.0
 
 
 def token_features(doc: Doc, lists) -> numpy.ndarray:
@@ -124,9 +118,7 @@ def lexicon_hash_embed(width: int, attrs: list[str], rows: list[int], include_st
 
     for which in lists:
         if which not in LISTS:
-            from medtext.errors import ConfigError
-
-            raise ConfigError(f"unknown NER name list {which!r}: use {', '.join(LISTS)}")
+            _unknown(which)
     base = MultiHashEmbed(width=width, attrs=attrs, rows=rows, include_static_vectors=include_static_vectors)
     proj = Linear(nO=width, nI=2 * len(lists))
     return Model("medtext_lexicon_embed", _forward, init=_init, layers=[base, proj],
