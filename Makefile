@@ -36,7 +36,8 @@ $(TERM_INDEX): | $(VENV)/.installed-$(EXTRAS)
 terminology: install
 	$(BIN)/medtext terminology build default
 
-# The statistical CNN NER of the "default" preset (CPU, about 10 min here).
+# The statistical CNN NER of the "default" preset: two taggers (seeds 0 and 1) averaged, as
+# shipped (CPU, about 10-25 min each here; --ensemble 1 trains one).
 train-ner: install
 	$(BIN)/medtext train ner
 

@@ -12,6 +12,13 @@ log-probabilities that only allows valid BILUO sequences (``B-X`` is followed by
 ``L-X``, runs start with ``B``/``U``/``O`` and end with ``L``/``U``/``O``). Whitespace tokens are
 never inside an entity. The entities replace ``doc.ents``, like spaCy's ``ner``.
 
+**Ensembles.** A trained tagger can carry other taggers trained the same way with other seeds
+(``members``: whole ``tok2vec`` + ``medtext_biluo_ner`` pipelines, saved under the component's
+folder in ``members/1``, ``members/2`` …; ``medtext train ner --ensemble N`` builds them). Each
+member encodes the documents with its own ``tok2vec``; the tag log-probabilities of all of them
+are averaged (a product of experts) before decoding, and the outside probabilities that
+``medtext_ner`` reads are the ensemble's.
+
 Training uses the gold entities of each ``Example`` (``get_aligned_ner``); tokens whose
 annotation is missing or misaligned add no loss. Scores are spaCy's entity P/R/F
 (``ents_f``), so ``spacy train`` selects models the same way as for ``ner``.
@@ -19,7 +26,9 @@ annotation is missing or misaligned add no loss. Scores are spaCy's entity P/R/F
 
 from __future__ import annotations
 
+import shutil
 from itertools import islice
+from pathlib import Path
 
 import numpy
 from spacy.language import Language
@@ -33,6 +42,7 @@ PREFIXES = ("B", "I", "L", "U")
 # doc.user_data key: each token's probability of being outside any entity (float32 array; medtext_ner
 # reads it for its veto_outside and removes it)
 P_OUTSIDE = "medtext_ner_p_outside"
+MEMBERS = "members"  # sub-folder of the component's folder holding ensemble members
 
 
 def biluo_tags(labels) -> list[str]:
@@ -116,6 +126,7 @@ class BiluoNER(Tagger):
         super().__init__(vocab, model, name, scorer=scorer)
         self.confident_o = float(confident_o)
         self._cons = None
+        self.members: list = []  # other trained tok2vec + tagger pipelines, averaged with this one
 
     @property
     def entity_labels(self) -> tuple[str, ...]:
@@ -130,6 +141,23 @@ class BiluoNER(Tagger):
         docs = list(docs)
         if not any(len(doc) for doc in docs):
             return [self.model.ops.alloc2f(len(doc), len(self.labels)) for doc in docs]
+        scores = self._predict_own(docs)
+        if not self.members:
+            return scores
+        tensors = [doc.tensor for doc in docs]  # each member's tok2vec overwrites doc.tensor
+        try:
+            every = [scores] + [_member_predict(member, docs) for member in self.members]
+        finally:
+            for doc, tensor in zip(docs, tensors):
+                doc.tensor = tensor
+        to_numpy = self.model.ops.to_numpy
+        out = []
+        for i in range(len(docs)):
+            logp = [_log_softmax(to_numpy(s[i])) for s in every]
+            out.append((sum(logp) / len(logp)).astype("float32"))
+        return out
+
+    def _predict_own(self, docs):
         from spacy.pipeline.tok2vec import Tok2VecListener
 
         if isinstance(self.model.get_ref("tok2vec"), Tok2VecListener):
@@ -152,6 +180,74 @@ class BiluoNER(Tagger):
                 x = numpy.asarray(s, dtype="float64")
                 p = numpy.exp(x[:, o] - numpy.logaddexp.reduce(x, axis=1)) if len(x) else x[:, 0]
                 doc.user_data[P_OUTSIDE] = p.astype("float32")
+
+    # --- ensemble members: saved with the component, loaded with it ---------------------------
+    def add_member(self, member) -> None:
+        """Average this tagger with ``member``, a loaded pipeline of a ``tok2vec`` and a
+        ``medtext_biluo_ner`` trained with the same labels."""
+        ner = _member_tagger(member)
+        if ner is None:
+            raise ValueError(f"{self.name}: an ensemble member needs a medtext_biluo_ner component "
+                             f"(it has {', '.join(member.pipe_names) or 'none'})")
+        if list(ner.labels) != list(self.labels):
+            raise ValueError(f"{self.name}: the ensemble member's tags differ from this tagger's "
+                             f"({len(ner.labels)} against {len(self.labels)}): train both with the same labels")
+        if ner.members:
+            raise ValueError(f"{self.name}: an ensemble member cannot have members of its own")
+        self.members.append(member)
+
+    def to_disk(self, path, *, exclude=tuple()):
+        super().to_disk(path, exclude=exclude)
+        folder = Path(path) / MEMBERS
+        shutil.rmtree(folder, ignore_errors=True)
+        for i, member in enumerate(self.members, 1):
+            (folder / str(i)).mkdir(parents=True)
+            member.to_disk(folder / str(i))
+
+    def from_disk(self, path, *, exclude=tuple()):
+        super().from_disk(path, exclude=exclude)
+        folder = Path(path) / MEMBERS
+        self.members = []
+        if folder.is_dir():
+            import spacy
+
+            from medtext.chunking import chunk_tok2vec
+            from medtext.device import use_numpy_blas
+
+            for sub in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+                member = spacy.load(sub)
+                use_numpy_blas(member)
+                chunk_tok2vec(member)  # bounded memory on very long documents, like the main tok2vec
+                self.add_member(member)
+        return self
+
+    def to_bytes(self, *, exclude=tuple()):
+        import srsly
+
+        if not self.members:
+            return super().to_bytes(exclude=exclude)
+        return srsly.msgpack_dumps({"own": super().to_bytes(exclude=exclude), MEMBERS: [
+            {"config": m.config.to_str(), "bytes": m.to_bytes()} for m in self.members]})
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        import srsly
+
+        try:
+            data = srsly.msgpack_loads(bytes_data)
+        except ValueError:
+            data = None
+        if not (isinstance(data, dict) and "own" in data and MEMBERS in data):
+            self.members = []
+            return super().from_bytes(bytes_data, exclude=exclude)
+        super().from_bytes(data["own"], exclude=exclude)
+        from spacy.util import load_model_from_config
+        from thinc.api import Config
+
+        self.members = []
+        for m in data[MEMBERS]:
+            member = load_model_from_config(Config().from_str(m["config"]), auto_fill=False)
+            self.add_member(member.from_bytes(m["bytes"]))
+        return self
 
     def get_loss(self, examples, scores):
         loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)
@@ -184,6 +280,28 @@ class BiluoNER(Tagger):
         if not docs:
             raise ValueError(f"{self.name}: no examples to initialize from")
         self.model.initialize(X=docs, Y=golds)
+
+
+def _log_softmax(x) -> numpy.ndarray:
+    x = numpy.asarray(x, dtype="float64")
+    return x - numpy.logaddexp.reduce(x, axis=1, keepdims=True) if len(x) else x
+
+
+def _member_tagger(member):
+    for _name, proc in member.pipeline:
+        if isinstance(proc, BiluoNER):
+            return proc
+    return None
+
+
+def _member_predict(member, docs):
+    """The member's tag scores for ``docs``: its components up to its tagger annotate the docs
+    (its tok2vec sets ``doc.tensor``), then the tagger predicts."""
+    for _name, proc in member.pipeline:
+        if isinstance(proc, BiluoNER):
+            return proc.predict(docs)
+        proc.set_annotations(docs, proc.predict(docs))
+    raise ValueError("an ensemble member without a medtext_biluo_ner component")
 
 
 def _ner_scorer(examples: list[Example], **kwargs):

@@ -236,6 +236,10 @@ def train_ner_cmd(
     vectors: Optional[str] = typer.Option(None, help="cnn, cnn-parser: static word vectors, \"minilm\" (distilled "
                                                      "from the packaged all-MiniLM-L6-v2; trf extra) "
                                                      "or a spaCy pipeline folder with vectors"),
+    ensemble: Optional[int] = typer.Option(None, min=1, help="cnn: train this many taggers (seeds SEED, "
+                                                             "SEED+1 ...) and average their tag "
+                                                             "probabilities (default 2 for cnn, as "
+                                                             "shipped; 1 otherwise)"),
 ) -> None:
     """Train the NER (PROBLEM, TEST, DRUG, TREATMENT, PROCEDURE, ANATOMY, FUNCTION)."""
     import logging
@@ -247,7 +251,7 @@ def train_ner_cmd(
     try:
         path = train_ner(data_dir=data, max_steps=max_steps, eval_frequency=eval_frequency, seed=seed,
                          arch=arch, model=model, learn_rate=learn_rate, gpu_id=gpu_id,
-                         vectors=vectors)
+                         vectors=vectors, ensemble=ensemble)
     except ConfigError as e:
         _fail(str(e), EXIT_USAGE)
     typer.echo(f"installed the NER model at {path}")

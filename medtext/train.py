@@ -103,8 +103,14 @@ ARCHS = tuple(_ARCHS)
 
 def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequency: int = 500,
               seed: int = 0, arch: str = "cnn", model: str | None = None,
-              learn_rate: float | None = None, gpu_id: int = -1, vectors: str | None = None) -> Path:
+              learn_rate: float | None = None, gpu_id: int = -1, vectors: str | None = None,
+              ensemble: int | None = None) -> Path:
     """Train the NER (``arch`` "cnn", "cnn-parser" or "trf") and install it under ``$MEDTEXT_HOME/models``.
+
+    ``ensemble`` (cnn only; default 2 for cnn, what the ``default`` preset ships): train that
+    many taggers with seeds ``seed``, ``seed + 1`` … (each on its own shuffle of the corpus) and
+    save the first with the others as its members, whose tag probabilities it averages (see
+    ``components/biluo_ner.py``); training takes that many times as long.
 
     ``vectors`` (the CNNs): ``"minilm"`` distils static word vectors from the packaged
     all-MiniLM-L6-v2 (see :mod:`medtext.train_vectors`; needs the trf extra), or a spaCy
@@ -130,13 +136,16 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
         overrides["training.optimizer.learn_rate"] = learn_rate
     if vectors and arch == "trf":
         raise ConfigError("--vectors is for the CNN: the trf NER reads its transformer")
+    if ensemble is None:
+        ensemble = 2 if arch == "cnn" else 1
+    if ensemble < 1 or (ensemble > 1 and arch != "cnn"):
+        raise ConfigError(f"--ensemble {ensemble}: use 1 or more, and more than 1 only with --arch cnn")
     from spacy.cli.train import train as spacy_train
 
     from .pipeline import models_dir
 
     home = models_dir().parent
     corpus = home / "corpus" / "ner"
-    stats = prepare_ner_corpus(data_dir or default_data_dir(), corpus, seed=seed)
     if vectors == "minilm":
         from .train_vectors import build_vectors
 
@@ -152,24 +161,33 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
             raise ConfigError(f"--vectors {vectors}: not a spaCy pipeline folder with vectors (or \"minilm\")")
         overrides["paths.vectors"] = vectors
         overrides["components.tok2vec.model.embed.include_static_vectors"] = True
-    log.info("NER corpus: train %d docs / %d spans, dev %d docs / %d spans",
-             *stats["train"], *stats["dev"])
-    run_dir = home / "runs" / f"ner_{arch}"
     from .device import numpy_blas_while_building
 
-    # on CPU the models of this run use numpy's BLAS, not BLIS (see medtext.device)
-    with numpy_blas_while_building(gpu_id), \
-            resources.as_file(resources.files("medtext.configs") / "train" / f"{_ARCHS[arch][0]}.cfg") as cfg:
-        spacy_train(cfg, run_dir, overrides={
-            "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
-            "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
-            "system.seed": seed, **overrides}, use_gpu=gpu_id)
-    best = run_dir / "model-best"
+    bests = []
+    for k in range(ensemble):
+        stats = prepare_ner_corpus(data_dir or default_data_dir(), corpus, seed=seed + k)
+        log.info("NER corpus: train %d docs / %d spans, dev %d docs / %d spans",
+                 *stats["train"], *stats["dev"])
+        run_dir = home / "runs" / (f"ner_{arch}" if ensemble == 1 else f"ner_{arch}_{k + 1}")
+        if ensemble > 1:
+            log.info("ensemble member %d of %d (seed %d)", k + 1, ensemble, seed + k)
+        # on CPU the models of this run use numpy's BLAS, not BLIS (see medtext.device)
+        with numpy_blas_while_building(gpu_id), \
+                resources.as_file(resources.files("medtext.configs") / "train" / f"{_ARCHS[arch][0]}.cfg") as cfg:
+            spacy_train(cfg, run_dir, overrides={
+                "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
+                "training.max_steps": max_steps, "training.eval_frequency": eval_frequency,
+                "system.seed": seed + k, **overrides}, use_gpu=gpu_id)
+        bests.append(run_dir / "model-best")
     target = models_dir() / _ARCHS[arch][1]
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best, tmp)
+    shutil.copytree(bests[0], tmp)
     _forget_training_paths(tmp / "config.cfg")
+    for k, best in enumerate(bests[1:], 1):  # loaded from here by medtext_biluo_ner (its members)
+        member = tmp / "ner" / "members" / str(k)
+        shutil.copytree(best, member)
+        _forget_training_paths(member / "config.cfg")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

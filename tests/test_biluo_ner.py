@@ -120,3 +120,87 @@ def test_missing_annotation_adds_no_loss(trained):
     scores, _backprop = ner.model.begin_update([partial.predicted])
     loss, grads = ner.get_loss([partial], scores)
     assert loss == 0.0 and not numpy.any(grads[0])
+
+
+def _listener_pipeline(seed: int, labels_from=None):
+    """tok2vec + medtext_biluo_ner through a listener, as the default preset's CNN."""
+    from thinc.api import fix_random_seed
+
+    fix_random_seed(seed)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": {
+        "@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 32, "depth": 1,
+        "embed_size": 500, "window_size": 1, "maxout_pieces": 2, "subword_features": True}})
+    nlp.add_pipe("medtext_biluo_ner", name="ner", config={"model": {
+        "@architectures": "spacy.Tagger.v2", "nO": None, "normalize": False,
+        "tok2vec": {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}}})
+    examples = labels_from or _examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(30):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return _listener_pipeline(0), _listener_pipeline(1)
+
+
+def _scores(nlp, text):
+    doc = nlp.make_doc(text)
+    nlp.get_pipe("tok2vec")(doc)
+    return nlp.get_pipe("ner").predict([doc])[0], doc
+
+
+def test_ensemble_averages_members_and_keeps_own_tensor(pair):
+    from medtext.components.biluo_ner import P_OUTSIDE, BiluoNER
+
+    a, b = pair
+    text = "Fever resolved after heparin and aspirin ."
+    own, doc_a = _scores(a, text)
+    other, _doc = _scores(b, text)
+    assert not numpy.allclose(own, other)  # two seeds, two taggers
+    ensemble = _listener_pipeline(0)
+    ensemble.get_pipe("ner").add_member(b)
+    got, doc = _scores(ensemble, text)
+    lsm = [x - numpy.logaddexp.reduce(x, axis=1, keepdims=True) for x in (numpy.asarray(own, "float64"),
+                                                                              numpy.asarray(other, "float64"))]
+    assert numpy.allclose(got, (lsm[0] + lsm[1]) / 2, atol=1e-5)
+    assert numpy.allclose(doc.tensor, doc_a.tensor)  # the member's tok2vec output does not stay on the doc
+    full = ensemble(text)
+    assert P_OUTSIDE in full.user_data and len(full.user_data[P_OUTSIDE]) == len(full)
+    assert [d.ents for d in ensemble.pipe(["", " \n"])] == [(), ()]
+    assert isinstance(ensemble.get_pipe("ner"), BiluoNER)
+
+
+def test_ensemble_saves_and_loads_with_its_members(pair, tmp_path):
+    a, b = pair
+    ensemble = _listener_pipeline(0)
+    ensemble.get_pipe("ner").add_member(b)
+    text = "Chest pain improved on metformin ."
+    want, _doc = _scores(ensemble, text)
+    ensemble.to_disk(tmp_path / "m")
+    assert (tmp_path / "m" / "ner" / "members" / "1" / "config.cfg").is_file()
+    again = spacy.load(tmp_path / "m")
+    assert len(again.get_pipe("ner").members) == 1
+    assert numpy.allclose(_scores(again, text)[0], want, atol=1e-6)
+    fresh = spacy.util.load_model_from_config(ensemble.config, auto_fill=False)
+    fresh.from_bytes(ensemble.to_bytes())
+    assert len(fresh.get_pipe("ner").members) == 1
+    assert numpy.allclose(_scores(fresh, text)[0], want, atol=1e-6)
+    # a tagger without members writes no members folder and loads none
+    a.to_disk(tmp_path / "single")
+    assert not (tmp_path / "single" / "ner" / "members").exists()
+    assert spacy.load(tmp_path / "single").get_pipe("ner").members == []
+
+
+def test_ensemble_member_must_share_the_tags(pair):
+    a, _b = pair
+    other = spacy.blank("en")
+    other.add_pipe("medtext_biluo_ner", name="ner")
+    other.get_pipe("ner").add_label("O")
+    other.get_pipe("ner").add_label("U-DRUG")
+    with pytest.raises(ValueError, match="tags differ"):
+        _listener_pipeline(0).get_pipe("ner").add_member(other)
+    with pytest.raises(ValueError, match="needs a medtext_biluo_ner"):
+        a.get_pipe("ner").add_member(spacy.blank("en"))

@@ -137,14 +137,18 @@ def test_train_tiny_ner_and_default_preset(medtext_home, tmp_path, monkeypatch):
 
     # a private models folder: the session's other pipelines keep the shipped CNN
     monkeypatch.setattr(pipeline, "models_dir", lambda: tmp_path / "models")
-    path = train_ner(data_dir=data, max_steps=30, eval_frequency=15)
+    path = train_ner(data_dir=data, max_steps=30, eval_frequency=15)  # two taggers, as shipped
     assert path == tmp_path / "models" / "ner_cnn" and (path / "ner").is_dir()
+    member = path / "ner" / "members" / "1"
+    assert (member / "config.cfg").is_file() and not (path / "ner" / "members" / "2").exists()
+    assert spacy.util.load_config(member / "config.cfg", interpolate=False)["system"]["seed"] == 1
     config = spacy.util.load_config(path / "config.cfg", interpolate=False)
     assert config["components"]["ner"]["factory"] == "medtext_biluo_ner"
     assert config["paths"]["train"] is None and config["paths"]["dev"] is None  # no local paths kept
     nlp = medtext.load("default")
     assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "tok2vec", "ner",
                               "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
+    assert len(nlp.get_pipe("ner").members) == 1
     info = medtext.to_record(nlp("HPI: chest pain."))["pipeline"]
     assert any(c["name"] == "ner" and c["model"] == str(path) for c in info["components"])
 

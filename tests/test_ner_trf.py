@@ -18,6 +18,10 @@ def test_train_ner_rejects_bad_arguments(tmp_path):
         train_ner(data_dir=tmp_path, arch="lstm")
     with pytest.raises(ConfigError, match="--arch trf"):
         train_ner(data_dir=tmp_path, arch="cnn", model="bert-base-uncased")
+    with pytest.raises(ConfigError, match="--ensemble 2"):
+        train_ner(data_dir=tmp_path, arch="trf", ensemble=2)
+    with pytest.raises(ConfigError, match="--ensemble 0"):
+        train_ner(data_dir=tmp_path, ensemble=0)
 
 
 def _trf_classifier(home: Path) -> None:
