@@ -1,5 +1,5 @@
-"""Entity linking accuracy and speed: MedProcNER dev (SNOMED CT procedures, English forms) and
-the team's ICF test split, for each linker configuration.
+"""Entity linking accuracy and speed: MedProcNER dev (SNOMED CT procedures, English forms),
+the team's ICF test split and its held-out ICF notes, for each linker configuration.
 
     python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...]
 
@@ -101,7 +101,8 @@ def main() -> None:
             settings[f"{name}-{suffix}"] = (settings[name][0], dict(settings[name][1], classifier=clf,
                                                                     classifier_weight=0.5))
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
-            "icf-test": (read_medtext_linking(ICF_DIR, "test"), None)}
+            "icf-test": (read_medtext_linking(ICF_DIR, "test"), None),
+            "icf-heldout": (read_medtext_linking(ICF_DIR, "heldout"), None)}
     results = {"anchors": ANCHORS, "configs": {}}
     if args.out.exists():  # keep the configurations not run this time
         results["configs"] = json.loads(args.out.read_text()).get("configs", {})

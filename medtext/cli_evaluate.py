@@ -124,7 +124,7 @@ def linking(
     data: Path = typer.Argument(..., help="Gold linking file: MedProcNER dev_linking_snomedct.jsonl, "
                                           "or the team's linked notes (corpora/icf/*.jsonl)"),
     fmt: str = typer.Option("medprocner", "--format", help="medprocner or medtext"),
-    split: Optional[str] = typer.Option(None, help="medtext format: dev or test (default: all notes)"),
+    split: Optional[str] = typer.Option(None, help="medtext format: train, dev, test or heldout (default: all notes)"),
     index: Optional[Path] = typer.Option(None, "--index", help="Index folder (default: the embedded default)"),
     bi_encoder: Optional[str] = typer.Option(
         None, help="Dense candidates: 'index' (the model the index was embedded with) or a model "

@@ -56,8 +56,14 @@ def test_icf_gold_set_is_valid():
 
     report = check_linked_notes(sorted(ICF_DIR.glob("*.jsonl")))
     assert report["problems"] == []
-    assert report["mentions"] >= 1000 and set(report["by_split"]) == {"train", "dev", "test"}
-    assert report["by_split"]["test"] >= 200
+    assert report["mentions"] >= 1000 and set(report["by_split"]) == {"train", "dev", "test", "heldout"}
+    assert report["by_split"]["test"] >= 200 and report["by_split"]["heldout"] >= 1000
+    # examples and classifiers never read the test or held-out notes
+    from medtext.corpora.linking_data import load_examples
+
+    examples = load_examples("medtext:icf")
+    assert len(examples) == sum(len(m.codes) for m in read_medtext_linking(ICF_DIR, ("train", "dev")))
+    assert len(examples) < sum(len(m.codes) for m in read_medtext_linking(ICF_DIR))
     assert {"b2", "b7", "d4", "d5", "d6"} <= set(report["by_chapter"])
     test = read_medtext_linking(ICF_DIR, "test")
     assert test and all(m.label == "FUNCTION" for m in test)
