@@ -50,14 +50,14 @@ train-ner-trf: install-trf
 train-linker: install-trf $(TERM_INDEX)
 	$(BIN)/medtext train linker
 
-# The linker's mention classifier on the team's ICF train + dev mentions (numpy, about a
-# minute; a trained copy ships in medtext/models/linker_clf, this replaces it under
+# The linker's mention classifier on the team's ICF train + dev mentions (numpy, about 8 min
+# on 2 CPUs with 7,312 examples; a trained copy ships in medtext/models/linker_clf, this replaces it under
 # $(MEDTEXT_HOME)/models/linker_clf).
 train-linker-clf: install
 	$(BIN)/medtext train linker-clf
 
 # The trf preset's mention classifier: the same with each mention's all-MiniLM-L6-v2 embedding
-# as features (about 4 minutes on 2 CPUs), into $(MEDTEXT_HOME)/models/linker_clf_trf.
+# as features (about 10 min on 2 CPUs), into $(MEDTEXT_HOME)/models/linker_clf_trf.
 train-linker-clf-trf: install-trf
 	$(BIN)/medtext train linker-clf --encoder all-MiniLM-L6-v2
 
