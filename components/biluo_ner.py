@@ -211,14 +211,8 @@ class BiluoNER(Tagger):
         if folder.is_dir():
             import spacy
 
-            from medtext.chunking import chunk_tok2vec
-            from medtext.device import use_numpy_blas
-
             for sub in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-                member = spacy.load(sub)
-                use_numpy_blas(member)
-                chunk_tok2vec(member)  # bounded memory on very long documents, like the main tok2vec
-                self.add_member(member)
+                self.add_member(_prepared(spacy.load(sub)))
         return self
 
     def to_bytes(self, *, exclude=tuple()):
@@ -246,7 +240,7 @@ class BiluoNER(Tagger):
         self.members = []
         for m in data[MEMBERS]:
             member = load_model_from_config(Config().from_str(m["config"]), auto_fill=False)
-            self.add_member(member.from_bytes(m["bytes"]))
+            self.add_member(_prepared(member.from_bytes(m["bytes"])))
         return self
 
     def get_loss(self, examples, scores):
@@ -285,6 +279,17 @@ class BiluoNER(Tagger):
 def _log_softmax(x) -> numpy.ndarray:
     x = numpy.asarray(x, dtype="float64")
     return x - numpy.logaddexp.reduce(x, axis=1, keepdims=True) if len(x) else x
+
+
+def _prepared(member):
+    """A loaded member set up like ``medtext.load`` sets up the main pipeline: numpy's BLAS on
+    CPU, and its tok2vec encoding very long documents in chunks (bounded memory)."""
+    from medtext.chunking import chunk_tok2vec
+    from medtext.device import use_numpy_blas
+
+    use_numpy_blas(member)
+    chunk_tok2vec(member)
+    return member
 
 
 def _member_tagger(member):
