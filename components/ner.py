@@ -26,8 +26,9 @@ as in ``fast``, every hit stays).
 
 **Document-level consistency.** With ``propagate`` (on in ``default``, ``fast``, ``trf`` and ``patient``), the
 rules of :mod:`components.propagation` run last: an abbreviation defined in the text
-("irritable bowel syndrome (IBS)") takes its long form's label everywhere, and an entity of 5
-or more characters labels its unlabelled repeats in the document.
+("irritable bowel syndrome (IBS)") takes its long form's label everywhere, one whose long form
+holds no entity ("hormone therapy (HT)") is no entity anywhere, and an entity of 5 or more
+characters labels its unlabelled repeats in the document.
 """
 
 from __future__ import annotations

@@ -4,12 +4,15 @@ A token tagger decides each mention from a few words of context, so the same dru
 can be found in one sentence and missed in the next, and an abbreviation is rarely recognised
 on its own ("STZ", "IBS"). Two rules use the rest of the document:
 
-1. **Abbreviations.** A short form defined in parentheses right after an entity, "irritable
-   bowel syndrome (IBS)", takes the entity's label when the long form spells it (the
-   Schwartz & Hearst 2003 test: the short form's letters appear in order in the words before
-   the parenthesis, its first letter at the start of a word). Every occurrence of the short
-   form in the document then becomes an entity with that label, and entities that are exactly
-   the short form take that label.
+1. **Abbreviations.** A short form defined in parentheses or brackets right after an entity,
+   "irritable bowel syndrome (IBS)", "acetylsalicylic acid [ASA]", "testosterone (T, 5 mg/kg)",
+   takes the entity's label when the long form spells it (the Schwartz & Hearst 2003 test:
+   the short form's letters appear in order in the words before the parenthesis, its first
+   letter at the start of a word). Every occurrence of the short form in the document then
+   becomes an entity with that label, and entities that are exactly the short form take that
+   label. The other way round: a short form of 2+ characters whose long form has no entity
+   on any of its words ("hormone therapy (HT)", "bone mineral density (BMD)") is not an
+   entity anywhere in the document, whatever the tagger or the matcher said about it.
 2. **Repeated mentions.** An entity of at least ``min_chars`` characters whose text has one
    label throughout the document labels its other occurrences (ignoring case).
 
@@ -25,7 +28,8 @@ from collections import defaultdict
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
-_CLOSE = (")", ";", ",")
+_OPEN = ("(", "[")
+_CLOSE = (")", "]", ";", ",", ":")
 _LONG_FORM_STOP = (".", ";", ":", "(", ")")
 
 
@@ -55,12 +59,13 @@ def _key(span: Span) -> tuple[str, ...]:
 
 
 def abbreviation_definitions(doc: Doc) -> list[tuple[Span, Span]]:
-    """``(long form, short form)`` for every "long form (SF)" in the document (SF: 2-10
-    characters, at most 2 words, starting with a letter or digit and holding a letter)."""
+    """``(long form, short form)`` for every "long form (SF)" or "long form [SF]" in the
+    document (SF: 2-10 characters, at most 2 words, starting with a letter or digit and holding
+    a letter, or one capital letter; closed by the bracket, ";", "," or ":")."""
     out = []
     n = len(doc)
     for i, tok in enumerate(doc):
-        if tok.text != "(" or i == 0:
+        if tok.text not in _OPEN or i == 0:
             continue
         k = i + 1
         while k < n and k - i <= 4 and doc[k].text not in _CLOSE:
@@ -69,7 +74,8 @@ def abbreviation_definitions(doc: Doc) -> list[tuple[Span, Span]]:
             continue
         short = doc[i + 1:k]
         s = short.text
-        if not 2 <= len(s) <= 10 or not s[0].isalnum() or not any(c.isalpha() for c in s) or len(s.split()) > 2:
+        one_letter = len(s) == 1 and "A" <= s <= "Z"
+        if not (2 <= len(s) <= 10 or one_letter) or not s[0].isalnum() or not any(c.isalpha() for c in s) or len(s.split()) > 2:
             continue
         # the long form: at most min(|SF| + 5, 2 |SF|) words back (Schwartz & Hearst), within the clause
         a = i
@@ -102,10 +108,18 @@ def propagate(doc: Doc, ents: list[Span], *, min_chars: int = 5, blocked: set[in
         del labels[k]
     by_end = {e.end: e for e in ents}
     short_labels = {}
+    not_entities = set()
     for long, short in abbreviation_definitions(doc):
         e = by_end.get(long.end)
-        if e is not None and e.start >= long.start:
+        if e is not None:  # the entity may start before the long form ("acute myocardial infarction (MI)")
             short_labels[_key(short)] = e.label_
+        elif len(short.text) >= 2 and not any(x.start < long.end and long.start < x.end for x in ents):
+            not_entities.add(_key(short))
+    not_entities -= set(short_labels)  # defined twice, once as an entity: the entity wins
+    if not_entities:
+        ents = [e for e in ents if _key(e) not in not_entities]
+        for k in not_entities:
+            labels.pop(k, None)
     if short_labels:
         labels.update(short_labels)
         ents = [e if short_labels.get(_key(e), e.label_) == e.label_

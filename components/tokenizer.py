@@ -1,15 +1,20 @@
 """``medtext.clinical_tokenizer.v1``: spaCy's English tokenizer plus clinical shorthand.
 
 Keeps dosing abbreviations ("b.i.d.", "p.r.n.", "q.h.s.") and slash shorthand ("s/p", "h/o",
-"r/o", "w/o") as single tokens, so sentence splitting and matching see them whole. Splits a
-closing parenthesis from a hyphenated word after it ("(PPA)-induced" -> "PPA", ")", "-induced")
-and a suspended hyphen from its word ("pilocarpine-, kainic acid- and NMDA-induced").
+"r/o", "w/o") as single tokens, so sentence splitting and matching see them whole (word
+abbreviations with one period, "hr." or "dx.", in lower case and capitalised only: "HR." and
+"NO." at the end of a sentence are a short form and a full stop). Splits a closing parenthesis
+from a hyphenated word after it ("(PPA)-induced" -> "PPA", ")", "-induced") and a suspended
+hyphen from its word ("pilocarpine-, kainic acid- and NMDA-induced"). Chemical notation that
+would hide a name inside a token is split too: isotope labels ("[3H]spiperone",
+"[125I]MIBG"), stereo descriptors ("(-)-baclofen", "(+/-)-SM 21"), charges and receptor
+subtypes after a word ("Na(+)", "Ca(2+)", "GABA(A)") and "+" between names ("saline+DMSO").
 """
 
 from __future__ import annotations
 
 from spacy.attrs import NORM, ORTH
-from spacy.util import compile_infix_regex, compile_suffix_regex, registry
+from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix_regex, registry
 
 #: abbreviations that contain periods; the value is the expansion used as the token's norm
 DOTTED_ABBREVIATIONS: dict[str, str] = {
@@ -43,10 +48,24 @@ SLASH_SHORTHAND: dict[str, str] = {
 }
 
 
+#: infixes added to spaCy's English ones
+INFIXES = (
+    r"\)(?=-[A-Za-z])",                          # "(PPA)-induced": ")" | "-induced"
+    r"(?<=[+-]\))-(?=[A-Za-z])",                  # "(-)-baclofen": the hyphen after a stereo descriptor
+    r"(?<=[A-Z]\])(?=[A-Za-z])",                  # "[3H]spiperone", "[125I]MIBG": label | name
+    r"(?<=[A-Za-z])\((?=\d?[+-](?:\)|$))",         # "Na(+)", "Ca(2+)"
+    r"(?<=[A-Za-z])\((?=[A-Z0-9]{1,3}(?:\)|$))",    # "GABA(A)", "5-HT(2C)"
+    r"(?<=[A-Za-z])\+(?=[A-Za-z]{2})",            # "saline+DMSO"
+)
+
+
 def add_clinical_special_cases(tokenizer) -> None:
     for table in (DOTTED_ABBREVIATIONS, SLASH_SHORTHAND):
         for short, norm in table.items():
-            for variant in {short, short.upper(), short.capitalize()}:
+            variants = {short, short.capitalize()}
+            if short.count(".") != 1:  # "B.I.D.", "S/P"; not "HR." (heart rate) or "NO." (nitric oxide)
+                variants.add(short.upper())
+            for variant in variants:
                 tokenizer.add_special_case(variant, [{ORTH: variant, NORM: norm}])
 
 
@@ -55,8 +74,9 @@ def create_clinical_tokenizer():
     def create(nlp):
         tokenizer = registry.tokenizers.get("spacy.Tokenizer.v1")()(nlp)
         add_clinical_special_cases(tokenizer)
-        tokenizer.infix_finditer = compile_infix_regex(
-            [*nlp.Defaults.infixes, r"\)(?=-[A-Za-z])"]).finditer
+        tokenizer.infix_finditer = compile_infix_regex([*nlp.Defaults.infixes, *INFIXES]).finditer
+        # "(+)-cibenzoline": the parentheses go as prefixes, then the hyphen before the name
+        tokenizer.prefix_search = compile_prefix_regex([*nlp.Defaults.prefixes, r"-(?=[A-Za-z])"]).search
         tokenizer.suffix_search = compile_suffix_regex(
             [*nlp.Defaults.suffixes, r"(?<=[a-z]{3})-$"]).search
         return tokenizer

@@ -30,6 +30,11 @@ def test_abbreviation_definitions():
               "(CHF) patients (see above) took 2 mg (IV).")
     pairs = [(lf.text, sf.text) for lf, sf in abbreviation_definitions(doc)]
     assert pairs == [("streptozotocin", "STZ"), ("Chronic heart failure", "CHF")]
+    # brackets, a short form closed by ":", one capital letter; not a lower-case letter or a digit
+    doc = nlp("Aspirin (acetylsalicylic acid [ASA]) and diethylnitrosamine (DEN: 10 mg/kg) or "
+              "testosterone (T, 5 mg/kg) but not group b (b) or dose 5 (5).")
+    pairs = [(lf.text, sf.text) for lf, sf in abbreviation_definitions(doc)]
+    assert pairs == [("acetylsalicylic acid", "ASA"), ("diethylnitrosamine", "DEN"), ("testosterone", "T")]
 
 
 def _pipeline(patterns, propagate=True):
@@ -60,6 +65,34 @@ def test_an_entity_equal_to_a_defined_short_form_takes_its_label():
     assert _ents(doc) == [("dexmedetomidine", "DRUG"), ("DMED", "DRUG"), ("DMED", "DRUG")]
 
 
+def test_one_letter_short_form_and_long_form_inside_a_longer_entity():
+    nlp = _pipeline([{"label": "DRUG", "pattern": "testosterone"},
+                     {"label": "PROBLEM", "pattern": "acute myocardial infarction"}])
+    doc = nlp("Rats received testosterone (T, 5 mg/kg). T alone had no effect; group t did. "
+              "Two had acute myocardial infarction (MI). MI was fatal.")
+    ents = _ents(doc)
+    assert ents.count(("T", "DRUG")) == 2 and ("t", "DRUG") not in ents
+    # "MI" spells "myocardial infarction"; the entity reaching the parenthesis also holds "acute"
+    assert ents.count(("MI", "PROBLEM")) == 2
+
+
+def test_short_form_of_a_long_form_with_no_entity_is_no_entity():
+    nlp = _pipeline([{"label": "PROBLEM", "pattern": "HT"}, {"label": "PROBLEM", "pattern": "BMD"},
+                     {"label": "DRUG", "pattern": "choline"}, {"label": "TEST", "pattern": "ChAT"},
+                     {"label": "PROBLEM", "pattern": "ED"}])
+    doc = nlp("Hormone therapy (HT) is used. HT raised the risk of ED. Bone mineral density (BMD) fell; "
+              "BMD was low. Its choline acetyltransferase (ChAT) and ChAT activity.")
+    ents = _ents(doc)
+    assert ("HT", "PROBLEM") not in ents and ("BMD", "PROBLEM") not in ents
+    assert ("ED", "PROBLEM") in ents  # not defined in the text: untouched
+    # an entity on part of the long form ("choline") leaves the short form alone
+    assert ents.count(("ChAT", "TEST")) == 2
+    # defined once with an entity and once without: the entity's label wins
+    nlp = _pipeline([{"label": "PROBLEM", "pattern": "HT"}, {"label": "PROBLEM", "pattern": "hypertension"}])
+    ents = _ents(nlp("Hormone therapy (HT) and hypertension (HT). HT was frequent."))
+    assert ents.count(("HT", "PROBLEM")) == 3
+
+
 def test_repeated_mentions_take_the_label_unless_short_or_ambiguous():
     nlp = _pipeline([{"label": "DRUG", "pattern": "Cisplatin"},
                      {"label": "PROBLEM", "pattern": "nephrotoxicity"},
@@ -87,7 +120,7 @@ def test_propagation_respects_section_headers_and_existing_entities():
     assert _ents(doc) == [("pneumonia", "PROBLEM"), ("aspiration pneumonia", "PROBLEM")]
 
 
-def test_clinical_tokenizer_splits_parenthesis_hyphen_and_suspended_hyphens():
+def test_clinical_tokenizer_splits():
     from medtext.train import load_tokenizer_only
 
     nlp = load_tokenizer_only()
@@ -102,3 +135,12 @@ def test_clinical_tokenizer_splits_parenthesis_hyphen_and_suspended_hyphens():
     # what stays as it was: shorthand, dotted abbreviations, hyphenated words, upper-case short forms
     assert toks("s/p CABG, HTN. b.i.d. x-ray (see above)") == [
         "s/p", "CABG", ",", "HTN", ".", "b.i.d.", "x", "-", "ray", "(", "see", "above", ")"]
+    assert toks("S/P B.I.D. Hr. hr. 2 hrs. HR. NO.") == [
+        "S/P", "B.I.D.", "Hr.", "hr.", "2", "hrs.", "HR", ".", "NO", "."]
+    # chemical notation: isotope labels, stereo descriptors, charges, receptor subtypes, "+"
+    assert toks("[3H]spiperone and L-[3H]nicotine") == ["[", "3H]", "spiperone", "and", "L-[3H]", "nicotine"]
+    assert toks("(-)-baclofen or (+/-)-SM 21") == [
+        "(", "-", ")", "-", "baclofen", "or", "(", "+", "/-", ")", "-", "SM", "21"]
+    assert toks("Na(+) and Ca(2+) via GABA(A)") == [
+        "Na", "(", "+", ")", "and", "Ca", "(", "2", "+", ")", "via", "GABA", "(", "A", ")"]
+    assert toks("saline+DMSO, 2+ edema, K+") == ["saline", "+", "DMSO", ",", "2", "+", "edema", ",", "K+"]
