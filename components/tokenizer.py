@@ -9,6 +9,8 @@ hyphen from its word ("pilocarpine-, kainic acid- and NMDA-induced"). Chemical n
 would hide a name inside a token is split too: isotope labels ("[3H]spiperone",
 "[125I]MIBG"), stereo descriptors ("(-)-baclofen", "(+/-)-SM 21"), charges and receptor
 subtypes after a word ("Na(+)", "Ca(2+)", "GABA(A)") and "+" between names ("saline+DMSO").
+A hyphen glued to the start of a word comes off it, so a list item "-Lisinopril 10 mg" is the
+marker "-" and the drug.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def create_clinical_tokenizer():
         tokenizer = registry.tokenizers.get("spacy.Tokenizer.v1")()(nlp)
         add_clinical_special_cases(tokenizer)
         tokenizer.infix_finditer = compile_infix_regex([*nlp.Defaults.infixes, *INFIXES]).finditer
-        # "(+)-cibenzoline": the parentheses go as prefixes, then the hyphen before the name
+        # "(+)-cibenzoline": the parentheses go as prefixes, then the hyphen before the name;
+        # "-Lisinopril" (a list item without a space): "-" | "Lisinopril"
         tokenizer.prefix_search = compile_prefix_regex([*nlp.Defaults.prefixes, r"-(?=[A-Za-z])"]).search
         tokenizer.suffix_search = compile_suffix_regex(
             [*nlp.Defaults.suffixes, r"(?<=[a-z]{3})-$"]).search

@@ -144,3 +144,4 @@ def test_clinical_tokenizer_splits():
     assert toks("Na(+) and Ca(2+) via GABA(A)") == [
         "Na", "(", "+", ")", "and", "Ca", "(", "2", "+", ")", "via", "GABA", "(", "A", ")"]
     assert toks("saline+DMSO, 2+ edema, K+") == ["saline", "+", "DMSO", ",", "2", "+", "edema", ",", "K+"]
+    assert toks("-Lisinopril 10 mg, -2.5") == ["-", "Lisinopril", "10", "mg", ",", "-2.5"]
