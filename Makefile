@@ -41,10 +41,10 @@ terminology: install
 train-ner: install
 	$(BIN)/medtext train ner
 
-# The transformer NER of the "trf" preset (all-MiniLM-L6-v2; about 75 min on 2 CPUs, minutes
-# on a GPU: add GPU=--gpu-id 0).
+# The transformer tagger of the "trf" preset, averaged with default's CNN taggers
+# (all-MiniLM-L6-v2; about 70 min on 2 CPUs, minutes on a GPU: add GPU=--gpu-id 0).
 train-ner-trf: install-trf
-	$(BIN)/medtext train ner --arch trf --max-steps 700 --eval-frequency 175 $(GPU)
+	$(BIN)/medtext train ner --arch trf --max-steps 1000 --eval-frequency 200 $(GPU)
 
 # The linker's fine-tuned bi-encoder and cross-encoder; re-embeds the default index.
 train-linker: install-trf $(TERM_INDEX)

@@ -14,10 +14,13 @@ never inside an entity. The entities replace ``doc.ents``, like spaCy's ``ner``.
 
 **Ensembles.** A trained tagger can carry other taggers trained the same way with other seeds
 (``members``: whole ``tok2vec`` + ``medtext_biluo_ner`` pipelines, saved under the component's
-folder in ``members/1``, ``members/2`` …; ``medtext train ner --ensemble N`` builds them). Each
-member encodes the documents with its own ``tok2vec``; the tag log-probabilities of all of them
-are averaged (a product of experts) before decoding, and the outside probabilities that
-``medtext_ner`` reads are the ensemble's.
+folder in ``members/1``, ``members/2`` …; ``medtext train ner --ensemble N`` builds them), or
+added at load time (a preset's ``[medtext.members]``: the ``trf`` preset adds the tagger of
+``medtext train ner --arch trf``, a ``transformer`` + ``medtext_biluo_ner`` pipeline, to the
+``default`` CNN taggers). Each member encodes the documents with its own ``tok2vec`` or
+``transformer``; the tag log-probabilities of all of them are averaged (a product of experts;
+each member has a weight, 1 unless given, against the tagger's own 1) before decoding, and the
+outside probabilities that ``medtext_ner`` reads are the ensemble's.
 
 Training uses the gold entities of each ``Example`` (``get_aligned_ner``); tokens whose
 annotation is missing or misaligned add no loss. Scores are spaCy's entity P/R/F
@@ -43,6 +46,7 @@ PREFIXES = ("B", "I", "L", "U")
 # reads it for its veto_outside and removes it)
 P_OUTSIDE = "medtext_ner_p_outside"
 MEMBERS = "members"  # sub-folder of the component's folder holding ensemble members
+WEIGHTS = "weights.json"  # in MEMBERS: the members' weights, when not all 1
 
 
 def biluo_tags(labels) -> list[str]:
@@ -127,6 +131,7 @@ class BiluoNER(Tagger):
         self.confident_o = float(confident_o)
         self._cons = None
         self.members: list = []  # other trained tok2vec + tagger pipelines, averaged with this one
+        self.member_weights: list[float] = []  # each member's weight; this tagger's own is 1
 
     @property
     def entity_labels(self) -> tuple[str, ...]:
@@ -145,23 +150,28 @@ class BiluoNER(Tagger):
         if not self.members:
             return scores
         tensors = [doc.tensor for doc in docs]  # each member's tok2vec overwrites doc.tensor
+        keys = [set(doc.user_data) for doc in docs]  # a member's transformer adds doc._.trf_data
         try:
             every = [scores] + [_member_predict(member, docs) for member in self.members]
         finally:
-            for doc, tensor in zip(docs, tensors):
+            for doc, tensor, known in zip(docs, tensors, keys):
                 doc.tensor = tensor
+                for key in set(doc.user_data) - known:
+                    del doc.user_data[key]
         to_numpy = self.model.ops.to_numpy
+        weights = [1.0] + list(self.member_weights)
+        total = sum(weights)
         out = []
         for i in range(len(docs)):
-            logp = [_log_softmax(to_numpy(s[i])) for s in every]
-            out.append((sum(logp) / len(logp)).astype("float32"))
+            logp = sum(w * _log_softmax(to_numpy(s[i])) for w, s in zip(weights, every))
+            out.append((logp / total).astype("float32"))
         return out
 
     def _predict_own(self, docs):
-        from spacy.pipeline.tok2vec import Tok2VecListener
-
-        if isinstance(self.model.get_ref("tok2vec"), Tok2VecListener):
-            return self.model.predict(docs)  # reads doc.tensor: the tok2vec bounded its memory
+        if hasattr(self.model.get_ref("tok2vec"), "upstream_name"):
+            # a listener (of a tok2vec, which bounded its memory, or of a transformer, which
+            # reads long documents in windows): it reads what its upstream set on these docs
+            return self.model.predict(docs)
         from medtext.chunking import predict_in_chunks
 
         return predict_in_chunks(self.model, docs)  # an inline tok2vec: bounded memory
@@ -182,9 +192,12 @@ class BiluoNER(Tagger):
                 doc.user_data[P_OUTSIDE] = p.astype("float32")
 
     # --- ensemble members: saved with the component, loaded with it ---------------------------
-    def add_member(self, member) -> None:
-        """Average this tagger with ``member``, a loaded pipeline of a ``tok2vec`` and a
-        ``medtext_biluo_ner`` trained with the same labels."""
+    def add_member(self, member, weight: float = 1.0) -> None:
+        """Average this tagger with ``member``, a loaded pipeline of a ``tok2vec`` (or
+        ``transformer``) and a ``medtext_biluo_ner`` trained with the same labels; ``weight``
+        is its weight in the average, this tagger's own being 1."""
+        if not weight > 0:
+            raise ValueError(f"{self.name}: an ensemble member's weight must be above 0 (got {weight})")
         ner = _member_tagger(member)
         if ner is None:
             raise ValueError(f"{self.name}: an ensemble member needs a medtext_biluo_ner component "
@@ -195,6 +208,7 @@ class BiluoNER(Tagger):
         if ner.members:
             raise ValueError(f"{self.name}: an ensemble member cannot have members of its own")
         self.members.append(member)
+        self.member_weights.append(float(weight))
 
     def to_disk(self, path, *, exclude=tuple()):
         super().to_disk(path, exclude=exclude)
@@ -203,16 +217,25 @@ class BiluoNER(Tagger):
         for i, member in enumerate(self.members, 1):
             (folder / str(i)).mkdir(parents=True)
             member.to_disk(folder / str(i))
+        if any(w != 1.0 for w in self.member_weights):
+            import srsly
+
+            srsly.write_json(folder / WEIGHTS, self.member_weights)
 
     def from_disk(self, path, *, exclude=tuple()):
         super().from_disk(path, exclude=exclude)
         folder = Path(path) / MEMBERS
-        self.members = []
+        self.members, self.member_weights = [], []
         if folder.is_dir():
             import spacy
+            import srsly
 
-            for sub in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-                self.add_member(_prepared(spacy.load(sub)))
+            subs = sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+            weights = srsly.read_json(folder / WEIGHTS) if (folder / WEIGHTS).is_file() else [1.0] * len(subs)
+            if len(weights) != len(subs):
+                raise ValueError(f"{self.name}: {folder / WEIGHTS} has {len(weights)} weights for {len(subs)} members")
+            for sub, weight in zip(subs, weights):
+                self.add_member(_prepared(spacy.load(sub)), weight)
         return self
 
     def to_bytes(self, *, exclude=tuple()):
@@ -221,7 +244,8 @@ class BiluoNER(Tagger):
         if not self.members:
             return super().to_bytes(exclude=exclude)
         return srsly.msgpack_dumps({"own": super().to_bytes(exclude=exclude), MEMBERS: [
-            {"config": m.config.to_str(), "bytes": m.to_bytes()} for m in self.members]})
+            {"config": m.config.to_str(), "bytes": m.to_bytes(), "weight": w}
+            for m, w in zip(self.members, self.member_weights)]})
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         import srsly
@@ -231,16 +255,16 @@ class BiluoNER(Tagger):
         except ValueError:
             data = None
         if not (isinstance(data, dict) and "own" in data and MEMBERS in data):
-            self.members = []
+            self.members, self.member_weights = [], []
             return super().from_bytes(bytes_data, exclude=exclude)
         super().from_bytes(data["own"], exclude=exclude)
         from spacy.util import load_model_from_config
         from thinc.api import Config
 
-        self.members = []
+        self.members, self.member_weights = [], []
         for m in data[MEMBERS]:
             member = load_model_from_config(Config().from_str(m["config"]), auto_fill=False)
-            self.add_member(_prepared(member.from_bytes(m["bytes"])))
+            self.add_member(_prepared(member.from_bytes(m["bytes"])), m.get("weight", 1.0))
         return self
 
     def get_loss(self, examples, scores):
@@ -274,6 +298,57 @@ class BiluoNER(Tagger):
         if not docs:
             raise ValueError(f"{self.name}: no examples to initialize from")
         self.model.initialize(X=docs, Y=golds)
+
+
+@registry.architectures("medtext.BiluoTagger.v1")
+def build_biluo_tagger(tok2vec: Model, nO: int | None = None, logit_scale: float = 1.0) -> Model:
+    """spaCy's ``spacy.Tagger.v2`` (a softmax over each token's vector, zero-initialised) with
+    the logits multiplied by ``logit_scale``: under Adam that is ``logit_scale`` times the
+    learning rate of the softmax alone. A transformer is fine-tuned at about 1e-4, at which a
+    fresh softmax over its 384-d vectors takes hundreds of steps to move its logits off the
+    ``O`` tag (all-MiniLM-L6-v2 under ``spacy.Tagger.v2``: entity F1 0.27 on the dev mix after
+    200 steps at 3e-4); a scale of 10 gives the softmax a CNN tagger's 1e-3. Predictions are
+    the scaled logits, as trained."""
+    from thinc.api import chain, with_array
+
+    output = Model("scaled_softmax", _scaled_softmax_forward, init=_scaled_softmax_init,
+                   dims={"nO": nO, "nI": tok2vec.get_dim("nO") if tok2vec.has_dim("nO") else None},
+                   params={"W": None, "b": None}, attrs={"logit_scale": float(logit_scale)})
+    model = chain(tok2vec, with_array(output))
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("softmax", output)
+    model.set_ref("output_layer", output)
+    return model
+
+
+def _scaled_softmax_init(model: Model, X=None, Y=None) -> None:
+    from thinc.api import get_width
+
+    if X is not None:
+        model.set_dim("nI", get_width(X))
+    if Y is not None:
+        model.set_dim("nO", get_width(Y))
+    model.set_param("W", model.ops.alloc2f(model.get_dim("nO"), model.get_dim("nI")))
+    model.set_param("b", model.ops.alloc1f(model.get_dim("nO")))
+
+
+def _scaled_softmax_forward(model: Model, X, is_train: bool):
+    """Training: probabilities (the tagger's loss hands back probabilities minus truth, the
+    gradient of the logits); prediction: the logits."""
+    scale = model.attrs["logit_scale"]
+    W, b = model.get_param("W"), model.get_param("b")
+    Z = model.ops.affine(X, W, b) * scale
+    if not is_train:
+        return Z, lambda dY: (_ for _ in ()).throw(ValueError("predict-mode output has no backprop"))
+    Y = model.ops.softmax(Z)
+
+    def backprop(dY):
+        dZ = dY * scale
+        model.inc_grad("b", dZ.sum(axis=0))
+        model.inc_grad("W", model.ops.gemm(dZ, X, trans1=True))
+        return model.ops.gemm(dZ, W)
+
+    return Y, backprop
 
 
 def _log_softmax(x) -> numpy.ndarray:

@@ -226,9 +226,10 @@ def train_ner_cmd(
     seed: int = typer.Option(0, help="Random seed"),
     arch: str = typer.Option("cnn", help="cnn (the default preset: a CNN under a BILUO tagger; CPU), "
                                          "cnn-parser (the same CNN under spaCy's transition-based "
-                                         "ner; slower) or trf (the trf preset: a transformer "
-                                         "encoder, GPU advised)"),
-    model: Optional[str] = typer.Option(None, help="trf backbone: a Hugging Face name or local path "
+                                         "ner; slower), trf (a transformer encoder under a BILUO "
+                                         "tagger, averaged with the CNN's in the trf preset; GPU "
+                                         "advised) or trf-parser (the transformer under spaCy's ner)"),
+    model: Optional[str] = typer.Option(None, help="trf, trf-parser backbone: a Hugging Face name or local path "
                                                    "(default: the packaged all-MiniLM-L6-v2)"),
     learn_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default: the "
                                                           "config's, 1e-3 cnn / 1e-4 trf)"),

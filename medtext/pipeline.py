@@ -78,7 +78,9 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
         if config is None:
             nlp = spacy.load(name, config={"components": component_overrides} if component_overrides else {})
         else:
-            sourced = dict(config.pop("medtext", {}).get("sourced", {}))
+            extra = dict(config.pop("medtext", {}))
+            sourced = dict(extra.get("sourced", {}))
+            members = dict(extra.get("members", {}))
             components = config.get("components", {})
             for comp, values in component_overrides.items():
                 if comp not in components:
@@ -89,6 +91,7 @@ def load(preset: str = "default", *, max_length: int = DEFAULT_MAX_LENGTH,
                 components[comp].update(values)
             nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
             _add_sourced(nlp, sourced, preset)
+            _add_members(nlp, members, preset)
             nlp.meta["name"] = name.removeprefix("en_")
             from . import __version__
 
@@ -141,6 +144,52 @@ def require_spacy_transformers(what: str) -> None:
         raise ConfigError(f"{what}: pip install 'medtext[trf]'") from e
 
 
+def _missing_model(preset: str, path: Path, rel: str) -> ConfigError:
+    task, make = {"layout": ("layout", "layout"), "radgraph": ("relations", "relations"),
+                  "ner_trf": ("ner --arch trf", "ner-trf"),
+                  "radgraph_trf": ("relations --arch trf", "relations-trf"),
+                  "layout_trf": ("layout --text-encoder all-MiniLM-L6-v2", "layout-trf")
+                  }.get(rel, ("ner", "ner"))
+    return ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
+                       f"`medtext train {task}` (or `make train-{make}`)")
+
+
+def _add_members(nlp, members: dict[str, Any], preset: str) -> None:
+    """Average the ``medtext_biluo_ner`` components named in the preset's ``[medtext.members]``
+    section with the taggers of other models (component = a list of model folders, see
+    :func:`model_path`, each of weight 1, or ``{folder: weight}``; the component's own tagger and
+    its saved members weigh 1 each), e.g. the ``trf`` preset's transformer tagger with
+    ``default``'s CNN taggers."""
+    import spacy
+
+    from .components.biluo_ner import BiluoNER, _prepared
+
+    for name, rels in members.items():
+        if isinstance(rels, str):
+            rels = [rels]
+        if not isinstance(rels, dict):
+            rels = {rel: 1.0 for rel in rels}
+        if name not in nlp.pipe_names or not isinstance(nlp.get_pipe(name), BiluoNER):
+            raise ConfigError(f"preset {preset!r}: [medtext.members] names {name!r}, which is not a "
+                              "medtext_biluo_ner component of the pipeline")
+        tagger = nlp.get_pipe(name)
+        for rel, weight in rels.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise ConfigError(f"preset {preset!r}: [medtext.members] {name}: the weight of "
+                                  f"{rel!r} must be a number above 0 (got {weight!r})")
+            path = model_path(rel)
+            if not (path / "config.cfg").is_file():
+                raise _missing_model(preset, path, rel)
+            if (path / "transformer").is_dir():
+                require_spacy_transformers(f"preset {preset!r} runs a transformer model ({path})")
+            try:
+                tagger.add_member(_prepared(spacy.load(path)), float(weight))
+            except ValueError as e:
+                raise ConfigError(f"preset {preset!r}: {path} cannot join {name!r}: {e}") from e
+            models = nlp.meta.setdefault("medtext_models", {})  # what records name as the model
+            models[name] = " + ".join(filter(None, [models.get(name), str(path)]))
+
+
 def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     """Add trained components named in the preset's ``[medtext.sourced]`` section
     (component = model folder, see :func:`model_path`): ``medtext_layout`` first (every later
@@ -152,13 +201,7 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     for name, rel in sourced.items():
         path = model_path(rel)
         if not (path / "config.cfg").is_file():
-            task, make = {"layout": ("layout", "layout"), "radgraph": ("relations", "relations"),
-                          "ner_trf": ("ner --arch trf", "ner-trf"),
-                          "radgraph_trf": ("relations --arch trf", "relations-trf"),
-                          "layout_trf": ("layout --text-encoder all-MiniLM-L6-v2", "layout-trf")
-                          }.get(rel, ("ner", "ner"))
-            raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
-                              f"`medtext train {task}` (or `make train-{make}`)")
+            raise _missing_model(preset, path, rel)
         if rel not in loaded:
             if (path / "transformer").is_dir():
                 require_spacy_transformers(f"preset {preset!r} runs a transformer model ({path})")

