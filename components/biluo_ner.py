@@ -339,7 +339,7 @@ def _scaled_softmax_forward(model: Model, X, is_train: bool):
     W, b = model.get_param("W"), model.get_param("b")
     Z = model.ops.affine(X, W, b) * scale
     if not is_train:
-        return Z, lambda dY: (_ for _ in ()).throw(ValueError("predict-mode output has no backprop"))
+        return Z, _no_backprop
     Y = model.ops.softmax(Z)
 
     def backprop(dY):
@@ -349,6 +349,10 @@ def _scaled_softmax_forward(model: Model, X, is_train: bool):
         return model.ops.gemm(dZ, W)
 
     return Y, backprop
+
+
+def _no_backprop(dY):
+    raise ValueError("the scaled softmax's predict-mode output (logits) has no backprop")
 
 
 def _log_softmax(x) -> numpy.ndarray:
