@@ -144,14 +144,23 @@ def require_spacy_transformers(what: str) -> None:
         raise ConfigError(f"{what}: pip install 'medtext[trf]'") from e
 
 
-def _missing_model(preset: str, path: Path, rel: str) -> ConfigError:
-    task, make = {"layout": ("layout", "layout"), "radgraph": ("relations", "relations"),
-                  "ner_trf": ("ner --arch trf", "ner-trf"),
-                  "radgraph_trf": ("relations --arch trf", "relations-trf"),
-                  "layout_trf": ("layout --text-encoder all-MiniLM-L6-v2", "layout-trf")
-                  }.get(rel, ("ner", "ner"))
-    return ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
-                       f"`medtext train {task}` (or `make train-{make}`)")
+def _load_trained(preset: str, rel: str):
+    """``(path, pipeline)`` of the trained model folder ``rel`` (see :func:`model_path`), or a
+    :class:`ConfigError` that says how to build it (or how to install spacy-transformers)."""
+    import spacy
+
+    path = model_path(rel)
+    if not (path / "config.cfg").is_file():
+        task, make = {"layout": ("layout", "layout"), "radgraph": ("relations", "relations"),
+                      "ner_trf": ("ner --arch trf", "ner-trf"),
+                      "radgraph_trf": ("relations --arch trf", "relations-trf"),
+                      "layout_trf": ("layout --text-encoder all-MiniLM-L6-v2", "layout-trf")
+                      }.get(rel, ("ner", "ner"))
+        raise ConfigError(f"preset {preset!r} needs the trained model {path}; build it with "
+                          f"`medtext train {task}` (or `make train-{make}`)")
+    if (path / "transformer").is_dir():
+        require_spacy_transformers(f"preset {preset!r} runs a transformer model ({path})")
+    return path, spacy.load(path)
 
 
 def _add_members(nlp, members: dict[str, Any], preset: str) -> None:
@@ -160,8 +169,6 @@ def _add_members(nlp, members: dict[str, Any], preset: str) -> None:
     :func:`model_path`, each of weight 1, or ``{folder: weight}``; the component's own tagger and
     its saved members weigh 1 each), e.g. the ``trf`` preset's transformer tagger with
     ``default``'s CNN taggers."""
-    import spacy
-
     from .components.biluo_ner import BiluoNER, _prepared
 
     for name, rels in members.items():
@@ -177,13 +184,9 @@ def _add_members(nlp, members: dict[str, Any], preset: str) -> None:
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
                 raise ConfigError(f"preset {preset!r}: [medtext.members] {name}: the weight of "
                                   f"{rel!r} must be a number above 0 (got {weight!r})")
-            path = model_path(rel)
-            if not (path / "config.cfg").is_file():
-                raise _missing_model(preset, path, rel)
-            if (path / "transformer").is_dir():
-                require_spacy_transformers(f"preset {preset!r} runs a transformer model ({path})")
+            path, member = _load_trained(preset, rel)
             try:
-                tagger.add_member(_prepared(spacy.load(path)), float(weight))
+                tagger.add_member(_prepared(member), float(weight))
             except ValueError as e:
                 raise ConfigError(f"preset {preset!r}: {path} cannot join {name!r}: {e}") from e
             models = nlp.meta.setdefault("medtext_models", {})  # what records name as the model
@@ -195,17 +198,12 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
     (component = model folder, see :func:`model_path`): ``medtext_layout`` first (every later
     component respects its body mask), ``medtext_relations`` last, the others before
     ``medtext_ner``."""
-    import spacy
-
     loaded: dict[str, Any] = {}
+    paths: dict[str, Path] = {}
     for name, rel in sourced.items():
-        path = model_path(rel)
-        if not (path / "config.cfg").is_file():
-            raise _missing_model(preset, path, rel)
         if rel not in loaded:
-            if (path / "transformer").is_dir():
-                require_spacy_transformers(f"preset {preset!r} runs a transformer model ({path})")
-            loaded[rel] = spacy.load(path)
+            path, loaded[rel] = _load_trained(preset, rel)
+            paths[rel] = path
             vectors = loaded[rel].vocab.vectors
             if vectors.shape[0]:  # static vectors (e.g. `medtext train ner --vectors minilm`)
                 if nlp.vocab.vectors.shape[0] and nlp.vocab.vectors.name != vectors.name:
@@ -221,7 +219,7 @@ def _add_sourced(nlp, sourced: dict[str, str], preset: str) -> None:
         else:
             before = "medtext_ner" if "medtext_ner" in nlp.pipe_names else None
             nlp.add_pipe(name, source=loaded[rel], before=before)
-        nlp.meta.setdefault("medtext_models", {})[name] = str(path)
+        nlp.meta.setdefault("medtext_models", {})[name] = str(paths[rel])
 
 
 def make_doc(nlp, document: Document):
