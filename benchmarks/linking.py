@@ -18,6 +18,9 @@ Configurations (each needs what the one before it built):
 - ``lexical-ex-clf`` (**the presets**), ``dense-tuned-ex-clf``: + the mention classifier
                    ``medtext:linker_clf`` (``$MEDTEXT_HOME/models/linker_clf`` or the packaged copy,
                    trained on the same train and dev mentions) at ``classifier_weight`` 0.5;
+- ``dense-base-ex-clf``, ``dense-base-ex-clf-trf``: the all-MiniLM-L6-v2 candidates with the examples
+                   and either classifier (what `bi_encoder = "index"` over a MiniLM-embedded
+                   default index gives);
 - ``lexical-ex-clf-trf`` (**the trf preset**), ``dense-tuned-ex-clf-trf``, ``dense-tuned-ex-clf-bi``:
                    the same with a classifier that also reads the mention's sentence embedding
                    (``medtext:linker_clf_trf``: all-MiniLM-L6-v2, ``medtext:linker_clf_bi``: the
@@ -68,10 +71,13 @@ def main() -> None:
     tuned_dir = default_index_dir()
     base_dir = tuned_dir.with_name("default-minilm")
     configs = args.configs.split(",")
-    if "dense-base" in configs or "dense-base-ex" in configs:
+    if any(c.startswith("dense-base") for c in configs):
         meta = base_dir / "metadata.json"
-        if not meta.exists() or (json.loads(meta.read_text()).get("embedding") or {}).get("model") \
-                != "sentence-transformers/all-MiniLM-L6-v2":
+        copy = json.loads(meta.read_text()) if meta.exists() else {}
+        built = json.loads((tuned_dir / "metadata.json").read_text()).get("built_at")
+        # re-embed when the copy is missing, embedded with another model, or made from an older build
+        if (copy.get("embedding") or {}).get("model") != "sentence-transformers/all-MiniLM-L6-v2" \
+                or copy.get("built_at") != built:
             print(f"embedding a copy of the default index with all-MiniLM-L6-v2 into {base_dir} ...", file=sys.stderr)
             shutil.rmtree(base_dir, ignore_errors=True)
             shutil.copytree(tuned_dir, base_dir, ignore=shutil.ignore_patterns("embeddings.f16.npy"))
@@ -86,7 +92,7 @@ def main() -> None:
         "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=load_examples(EXAMPLES))),
     }
     specs = {}  # config -> classifier spec
-    for name in ("lexical-ex", "dense-tuned-ex"):
+    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex"):
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue

@@ -111,6 +111,7 @@ class LayVocabulary:
     """Lay terms, definitions and abbreviation senses of a terminology index (loaded once)."""
 
     def __init__(self, index_path: Path):
+        from medtext.terminologies.derived import LINKING_ONLY_SOURCES
         from medtext.terminologies.index import ConceptIndex, normalize
 
         index = ConceptIndex.load(index_path)
@@ -121,6 +122,8 @@ class LayVocabulary:
         self.names: dict[str, list[str]] = {}
         self.by_term: dict[str, str] = {}
         for s, c, t, typ, src in zip(*(syn.column(k).to_pylist() for k in ("system", "code", "term", "type", "source"))):
+            if src in LINKING_ONLY_SOURCES:
+                continue
             key = f"{s}:{c}"
             self.names.setdefault(key, []).append(t)
             if typ in ("preferred", "synonym", "lay"):

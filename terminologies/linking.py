@@ -449,7 +449,7 @@ class Linker:
                             (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max()) if len(rr) else 0.0
         # fill lexical scores of dense-only candidates, fuse, rank
         for i in routed:
-            q = normalize(queries[i])
+            q = self.lexical.key(queries[i])
             if len(q) < MIN_FUZZY_CHARS:  # "K", "BP": exact synonym, abbreviation or example matches only
                 pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0 or cand.example > 0}
             for c, cand in pools[i].items():

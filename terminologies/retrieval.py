@@ -1,7 +1,9 @@
 """Lexical candidate retrieval over an index's synonyms (what `terminology search` and the
 linker's lexical channel use).
 
-Every synonym is normalised (:func:`terminologies.index.normalize`). A query is matched in
+Every synonym is normalised (:func:`terminologies.index.normalize`, then British spellings made
+American by :func:`terminologies.derived.americanize`, so "haemodialysis" finds "Hemodialysis";
+:meth:`LexicalRetriever.key` does the same to a query). A query is matched in
 three steps: exact normalised matches score 1.0; otherwise candidates are the synonyms sharing
 a content token (or a token prefix of 4+ letters) with the query, scored with rapidfuzz
 (mean of ``ratio`` and ``token_set_ratio``); when nothing shares a token, a fuzzy scan of all
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy
 
+from .derived import americanize
 from .index import SYNONYM_TYPES, normalize
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -95,7 +98,7 @@ class LexicalRetriever:
         self.systems = systems
         self.codes = codes
         self.terms = terms
-        self.norm = [normalize(t) for t in terms]
+        self.norm = [self.key(t) for t in terms]
         self.type_rank = numpy.array([SYNONYM_TYPES.index(t) for t in types], dtype=numpy.int8)
         self.concept_terms = concept_terms  # (system, code) -> (preferred term, kind)
         self.exact: dict[str, list[int]] = defaultdict(list)
@@ -116,6 +119,11 @@ class LexicalRetriever:
         self.row_system = numpy.array([self.system_id[s] for s in systems], dtype=numpy.int64)
         # tie-break of equal concepts: the shorter preferred term (0 when the concept has none)
         self.cid_term_len = numpy.array([len(concept_terms.get(k, ("",))[0]) for k in keys], dtype=numpy.int64)
+
+    @staticmethod
+    def key(text: str) -> str:
+        """The matching form of a term or query: normalised, American spelling."""
+        return americanize(normalize(text))
 
     @classmethod
     def from_index(cls, index) -> "LexicalRetriever":
@@ -149,7 +157,7 @@ class LexicalRetriever:
         from rapidfuzz import fuzz, process
 
         empty = (numpy.zeros(0, dtype=numpy.int64), numpy.zeros(0, dtype=numpy.float64))
-        q = normalize(query)
+        q = self.key(query)
         if not q:
             return empty
         rows = list(self.exact.get(q, ()))

@@ -336,3 +336,72 @@ def test_lexical_ranking_tie_breaks():
                 == _reference_ranking(r, q, 20, system), (q, system)
     rows_, scores = r.search_rows("knee pain", k=2, system="s")
     assert [r.codes[i] for i in rows_] == ["A", "B"] and scores.tolist() == [1.0, 1.0]
+
+
+# --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
+@pytest.mark.parametrize("term,expected", [
+    ("Endoscopy of urinary bladder", ["urinary bladder endoscopy", "cystoscopy"]),
+    ("Kidney excision", ["nephrectomy"]),
+    ("Incision of trachea", ["trachea incision", "tracheotomy"]),
+    ("Total resection of urinary bladder", ["total cystectomy"]),
+    ("Reconstruction of breast", ["breast reconstruction", "mammoplasty"]),
+    ("Administration of anesthesia", ["anesthesia", "anesthesia administration"]),
+    ("Administration of antibiotic", ["antibiotic administration"]),  # a substance is not the act
+    ("Puncture procedure", ["puncture"]),
+    ("Diagnostic ultrasonography", ["ultrasonography"]),
+    ("Operation on heart", ["heart operation", "heart surgery"]),
+    ("Surgical procedure", []), ("Outpatient procedure", []), ("Diagnostic procedure", []),
+    ("Excision of malignant tumor of breast", []), ("Procedure", []),
+])
+def test_derive_procedure_synonyms(term, expected):
+    from medtext.terminologies.derived import derive_procedure_synonyms
+
+    assert derive_procedure_synonyms(term) == expected
+
+
+def test_americanize_and_lexical_spelling_variants():
+    from medtext.terminologies.derived import americanize
+    from medtext.terminologies.retrieval import LexicalRetriever
+
+    pairs = {"haemodialysis": "hemodialysis", "anaemia": "anemia", "ischaemic": "ischemic",
+             "oesophagectomy": "esophagectomy", "anaesthesia": "anesthesia", "paediatric": "pediatric",
+             "tumour": "tumor", "catheterisation": "catheterization", "diarrhoea": "diarrhea",
+             "caecum": "cecum", "sulphate": "sulfate", "centre": "center"}
+    assert {b: americanize(b) for b in pairs} == pairs
+    for same in ("hemodialysis", "are", "toe", "four", "more", "foetus"[1:]):
+        assert americanize(same) == same
+    rows = [("s", "H", "Hemodialysis", "preferred"), ("s", "O", "Oedema of leg", "preferred"),
+            ("s", "X", "Hematoma", "preferred")]
+    r = LexicalRetriever(*map(list, zip(*rows)), {})
+    assert [(h["code"], h["score"]) for h in r.search("Haemodialysis", k=1)] == [("H", 1.0)]
+    assert [(h["code"], h["score"]) for h in r.search("edema of leg", k=1)] == [("O", 1.0)]
+    assert r.search("oedema of leg", k=1)[0]["matched"] == "Oedema of leg"
+
+
+def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index):
+    """The default index's derived procedure names and non-English abbreviations reach the
+    linker ("cystoscopy", "TC") but not the NER matcher or the lay abbreviation table."""
+    import spacy
+
+    from medtext.components.ner import TerminologyMatcher
+    from medtext.terminologies.derived import LINKING_ONLY_SOURCES
+    from medtext.terminologies.linking import Linker, Mention
+
+    ix = ConceptIndex.load(default_index)
+    syn = ix.tables["synonyms"].to_pylist()
+    derived = {(s["code"], s["term"]) for s in syn if s["source"] == "derived"}
+    intl = {(s["code"], s["term"], s["lang"]) for s in syn if s["source"] == "medtext-intl"}
+    assert ("24139008", "cystoscopy") in derived and ("48387007", "tracheotomy") in derived
+    assert ("77477000", "TC", "es") in intl and ("113091000", "IRM", "fr") in intl
+    ab = ix.tables["abbreviations"].to_pylist()  # English senses only (the lay component reads them)
+    assert not [a for a in ab if a["abbreviation"] in ("RMN", "IRM") or "medtext" in (a["source"] or "")]
+    linker = Linker(ix, bi_encoder=None, top=3)
+    got = linker.link([Mention("cystoscopy", "PROCEDURE"), Mention("TAC", "PROCEDURE"),
+                       Mention("haemodialysis", "PROCEDURE"), Mention("Anesthesia", "PROCEDURE")])
+    assert [r.candidates[0].code for r in got] == ["24139008", "77477000", "302497006", "399097000"]
+    nlp = spacy.blank("en")
+    matcher = TerminologyMatcher(nlp, default_index)
+    keys = {k for keys in matcher.concepts.values() for k in keys}
+    assert matcher.concepts and not any(mid.endswith(("|TC", "|cystoscopy")) for mid in matcher.concepts)
+    assert ("snomed", "77477000") in keys  # CT is matched through its English names
+    assert {"derived", "medtext-intl"} <= LINKING_ONLY_SOURCES
