@@ -11,6 +11,9 @@ itself, with three rules:
   "puncture"; not "Surgical procedure", "Outpatient procedure"), "Administration of X" -> "X
   administration", and "X" too when X names the act rather than a substance ("anesthesia", not
   "antibiotic"), "Diagnostic X" -> "X";
+- **equivalent names** (:data:`EQUIVALENTS`): "Computerized axial tomography of brain" ->
+  "computed tomography of brain", "ct of brain"; "Ultrasonography of breast" -> "ultrasound of
+  breast"; "Excision of neoplasm" -> "resection of neoplasm", "excision of tumor";
 - **word order**: "<act> of/on <object>" (one action word, an object of up to three words) ->
   "<object> <act>" ("Transplant of kidney" -> "kidney transplant"), and "Operation on X" -> "X
   surgery";
@@ -76,10 +79,19 @@ _QUALIFIERS = ("partial", "total", "radical", "complete", "subtotal")
 _ACTION_NOUN_END = ("tion", "sion", "sis", "ery", "try", "py", "my", "ure", "phy", "ing", "ment", "ia")
 _ACTION_RE = "|".join(sorted(map(re.escape, ACTIONS), key=len, reverse=True))
 _OF = re.compile(rf"^(?:(?P<q>{'|'.join(_QUALIFIERS)}) )?(?P<a>{_ACTION_RE}) of (?:the )?(?P<o>.+?)(?: structure)?$")
+# names of the same imaging or surgical act; a procedure name with one of them also gets the others
+EQUIVALENTS = (
+    ("computerized axial tomography", "computed tomography", "ct"),
+    ("magnetic resonance imaging", "mri"),
+    ("ultrasonography", "ultrasound", "sonography"),
+    ("radiologic examination", "radiography", "x-ray"),
+    ("excision", "resection"),
+    ("neoplasm", "tumor"),
+)
 # one action word "of"/"on" a short object: the object first, as notes say it
 _REORDER = re.compile(r"^(?P<a>[a-z]+(?:tion|sion|sis|ment|ure|ing|ectomy|otomy|ostomy|oscopy|plasty|graphy)|"
                       r"transplant|operation|excision|repair|removal|biopsy|examination|insertion|scan|"
-                      r"resection|amputation) (?:of|on) (?:the )?(?P<o>[a-z][a-z0-9-]*(?: [a-z0-9-]+){0,2}?)"
+                      r"resection|amputation|ct|mri|ultrasound|x-ray) (?:of|on) (?:the )?(?P<o>[a-z][a-z0-9-]*(?: (?!of |on )[a-z0-9-]+){0,2}?)"
                       r"(?: structure)?$")
 _ORGAN_FIRST = re.compile(rf"^(?:(?P<q>{'|'.join(_QUALIFIERS)}) )?(?P<o>.+?)(?: structure)? (?P<a>{_ACTION_RE})$")
 
@@ -97,6 +109,19 @@ def compound(organ: str, action: str) -> str | None:
     return root + suffix
 
 
+def _equivalents(low: str) -> list[str]:
+    """``low`` with one phrase of :data:`EQUIVALENTS` replaced by each other one of its group
+    ("computerized axial tomography of brain" -> "ct of brain", "computed tomography of brain")."""
+    out = []
+    for group in EQUIVALENTS:
+        for phrase in group:
+            m = re.search(rf"(?<![a-z]){re.escape(phrase)}(?![a-z])", low)
+            if m:
+                out += [low[:m.start()] + other + low[m.end():] for other in group if other != phrase]
+                break
+    return out
+
+
 def derive_procedure_synonyms(term: str) -> list[str]:
     """Short forms of a procedure's name (see the module docstring); never the name itself."""
     t = " ".join(term.split())
@@ -111,11 +136,14 @@ def derive_procedure_synonyms(term: str) -> list[str]:
     m = re.match(r"^diagnostic (.+)$", low)
     if m and not m.group(1).startswith("procedure"):
         out.append(m.group(1))
-    m = _REORDER.match(low)
-    if m:  # "Transplant of kidney" -> "kidney transplant"; "Operation on heart" -> "heart surgery"
-        out.append(f"{m.group('o')} {m.group('a')}")
-        if m.group("a") == "operation":
-            out.append(f"{m.group('o')} surgery")
+    variants = [v for base in [low, *out] for v in _equivalents(base)]
+    out += variants
+    for v in [low, *variants]:
+        m = _REORDER.match(v)
+        if m:  # "Transplant of kidney" -> "kidney transplant"; "Operation on heart" -> "heart surgery"
+            out.append(f"{m.group('o')} {m.group('a')}")
+            if m.group("a") == "operation":
+                out.append(f"{m.group('o')} surgery")
     for pattern in (_OF, _ORGAN_FIRST):
         m = pattern.match(low)
         if m:

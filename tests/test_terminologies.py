@@ -341,17 +341,21 @@ def test_lexical_ranking_tie_breaks():
 # --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
 @pytest.mark.parametrize("term,expected", [
     ("Endoscopy of urinary bladder", ["urinary bladder endoscopy", "cystoscopy"]),
-    ("Kidney excision", ["nephrectomy"]),
+    ("Kidney excision", ["kidney resection", "nephrectomy"]),
     ("Incision of trachea", ["trachea incision", "tracheotomy"]),
-    ("Total resection of urinary bladder", ["total cystectomy"]),
+    ("Total resection of urinary bladder", ["total excision of urinary bladder", "total cystectomy"]),
     ("Reconstruction of breast", ["breast reconstruction", "mammoplasty"]),
     ("Administration of anesthesia", ["anesthesia", "anesthesia administration"]),
     ("Administration of antibiotic", ["antibiotic administration"]),  # a substance is not the act
     ("Puncture procedure", ["puncture"]),
-    ("Diagnostic ultrasonography", ["ultrasonography"]),
+    ("Diagnostic ultrasonography", ["ultrasonography", "diagnostic ultrasound", "diagnostic sonography",
+                                    "ultrasound", "sonography"]),
+    ("Computerized axial tomography of brain", ["computed tomography of brain", "ct of brain", "brain ct"]),
     ("Operation on heart", ["heart operation", "heart surgery"]),
     ("Surgical procedure", []), ("Outpatient procedure", []), ("Diagnostic procedure", []),
-    ("Excision of malignant tumor of breast", []), ("Procedure", []),
+    ("Excision of malignant tumor of breast", ["resection of malignant tumor of breast",
+                                               "excision of malignant neoplasm of breast"]),
+    ("Excision of lesion of skin", ["resection of lesion of skin"]), ("Procedure", []),
 ])
 def test_derive_procedure_synonyms(term, expected):
     from medtext.terminologies.derived import derive_procedure_synonyms
