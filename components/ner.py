@@ -120,17 +120,17 @@ class TerminologyMatcher:
                 if freq is not None and freq > best.get(a, (-1.0, ""))[0]:
                     best[a] = (freq, normalize(sense))
             dominant = {a: s for a, (_f, s) in best.items()}
+        rows = [(system, code, term, typ) for system, code, term, typ, src in zip(
+            *(syn.column(k).to_pylist() for k in ("system", "code", "term", "type", "source")))
+            if src not in LINKING_ONLY_SOURCES]
         norm_keys: dict[str, set] = {}
-        for system, code, term in zip(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
-                                      syn.column("term").to_pylist()):
+        for system, code, term, _typ in rows:
             norm_keys.setdefault(normalize(term), set()).add((system, code))
         long_terms: dict[str, set] = {}
         short_terms: dict[str, set] = {}
-        for system, code, term, typ, src in zip(
-                syn.column("system").to_pylist(), syn.column("code").to_pylist(), syn.column("term").to_pylist(),
-                syn.column("type").to_pylist(), syn.column("source").to_pylist()):
+        for system, code, term, typ in rows:
             key = (system, code)
-            if key not in label_of or src in LINKING_ONLY_SOURCES:
+            if key not in label_of:
                 continue
             t = " ".join(term.split())
             low = t.lower()
