@@ -408,4 +408,8 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     keys = {k for keys in matcher.concepts.values() for k in keys}
     assert matcher.concepts and not any(mid.endswith(("|TC", "|cystoscopy")) for mid in matcher.concepts)
     assert ("snomed", "77477000") in keys  # CT is matched through its English names
+    # nor do derived names decide which sense a short form usually has ("US": ultrasound)
+    short = {mid.split("|", 1)[1]: set(k) for mid, k in matcher.concepts.items()}
+    assert not any(short.get(f, set()) & {("snomed", "16310003"), ("snomed", "40403005")}
+                   for f in ("US", "us", "u/s", "RHC", "rhc"))
     assert {"derived", "medtext-intl"} <= LINKING_ONLY_SOURCES
