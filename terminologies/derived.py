@@ -91,8 +91,8 @@ EQUIVALENTS = (
 # one action word "of"/"on" a short object: the object first, as notes say it
 _REORDER = re.compile(r"^(?P<a>[a-z]+(?:tion|sion|sis|ment|ure|ing|ectomy|otomy|ostomy|oscopy|plasty|graphy)|"
                       r"transplant|operation|excision|repair|removal|biopsy|examination|insertion|scan|"
-                      r"resection|amputation|ct|mri|ultrasound|x-ray) (?:of|on) (?:the )?(?P<o>[a-z][a-z0-9-]*(?: (?!of |on )[a-z0-9-]+){0,2}?)"
-                      r"(?: structure)?$")
+                      r"resection|amputation|ct|mri|ultrasound|x-ray) (?:of|on) (?:the )?"
+                      r"(?P<o>[a-z][a-z0-9-]*(?: (?!of |on )[a-z0-9-]+){0,2}?)(?: structure)?$")
 _ORGAN_FIRST = re.compile(rf"^(?:(?P<q>{'|'.join(_QUALIFIERS)}) )?(?P<o>.+?)(?: structure)? (?P<a>{_ACTION_RE})$")
 
 
@@ -161,8 +161,7 @@ def derive_procedure_synonyms(term: str) -> list[str]:
 
 # British -> American spelling, on word fragments (applied to normalised, lower-case text)
 _SPELLING = [
-    (re.compile(r"(?<![a-z])(an|h|isch|leuk|hyperglyc|hypoglyc|sept|ur|bacter|vir|tox|hypox|hyperkal|hypokal|hyponatr|hypernatr|hypercalc|hypocalc|lipid|anox)aem"), r"\1em"),
-    (re.compile(r"aem(?=ia\b)"), "em"),
+    (re.compile(r"aem(?=i[ac]\b)"), "em"),  # anaemia, ischaemic, hypoglycaemic
     (re.compile(r"(?<![a-z])haem"), "hem"),
     (re.compile(r"oesophag"), "esophag"),
     (re.compile(r"(?<![a-z])oedem"), "edem"),
