@@ -4,11 +4,11 @@ Labels: PROBLEM, TEST, DRUG, TREATMENT, PROCEDURE, ANATOMY, FUNCTION.
 
 **Terminology matcher.** Every synonym of a terminology index (preferred terms, synonyms, lay
 terms, abbreviations; not the default index's linking-only rows, :data:`LINKING_ONLY_SOURCES`)
-whose concept maps to a label (:data:`KIND_LABELS`;
-ICF activities ``d*`` are FUNCTION) becomes a phrase pattern, matched on lower-cased tokens, with the plural of its
-last word ("effusions"). Short forms (abbreviations, and terms of 4 characters or fewer) only
-match with the case they are written in or in upper case ("HTN", "htn", not "Htn" for
-"hTN"), and single common words ("normal", "stable") never match.
+whose concept maps to a label (:data:`KIND_LABELS`; ICF activities ``d*`` are FUNCTION) becomes
+a phrase pattern, matched on lower-cased tokens, with the plural of its last word
+("effusions"). Short forms (abbreviations, and terms of 4 characters or fewer) only match with
+the case they are written in or in upper case ("HTN", "htn", not "Htn" for "hTN"), and single
+common words ("normal", "stable") never match.
 
 **Overlap rule.** Entities already in ``doc.ents`` (a statistical ``ner`` earlier in the
 pipeline) are kept as they are. A matcher hit is added only where it overlaps none of them;

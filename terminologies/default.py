@@ -274,8 +274,9 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     have = {(s["system"], s["code"], normalize(s["term"])) for s in data.synonyms}
 
     def linking_only(code: str, term: str, typ: str, source: str, lang: str | None = None) -> None:
-        if ("snomed", code, normalize(term)) not in have:
-            have.add(("snomed", code, normalize(term)))
+        key = ("snomed", code, normalize(term))
+        if key not in have:
+            have.add(key)
             data.add_synonym("snomed", code, term, typ, source, lang)
 
     for c in data.concepts:  # procedure short forms: "Kidney excision" -> "nephrectomy"

@@ -5,7 +5,7 @@ SNOMED CT's fully specified names describe a procedure ("Endoscopy of urinary bl
 speak ("cystoscopy", "nephrectomy", "anesthesia"). A source with only fully specified names (the
 Global Patient Set) leaves the lexical linker to guess between "Local anesthesia" and the
 generic concept. :func:`derive_procedure_synonyms` writes the usual short forms from the name
-itself, with three rules:
+itself, with four rules:
 
 - **naming boilerplate**: "X procedure" -> "X" when X names an act ("Puncture procedure" ->
   "puncture"; not "Surgical procedure", "Outpatient procedure"), "Administration of X" -> "X
@@ -103,10 +103,7 @@ def compound(organ: str, action: str) -> str | None:
     if organ not in ROOTS or action not in ACTIONS:
         return None
     suffix = ACTIONS[action]
-    root = _ROOT_FOR.get((organ, suffix), ROOTS[organ])
-    if root.endswith("o") and suffix.startswith("o"):
-        suffix = suffix[1:]
-    return root + suffix
+    return _ROOT_FOR.get((organ, suffix), ROOTS[organ]) + suffix
 
 
 def _equivalents(low: str) -> list[str]:
@@ -124,8 +121,7 @@ def _equivalents(low: str) -> list[str]:
 
 def derive_procedure_synonyms(term: str) -> list[str]:
     """Short forms of a procedure's name (see the module docstring); never the name itself."""
-    t = " ".join(term.split())
-    low = t.lower()
+    low = " ".join(term.split()).lower()
     out: list[str] = []
     m = re.match(r"^(.+) procedure$", low)
     if m and m.group(1).endswith(_ACTION_NOUN_END):
