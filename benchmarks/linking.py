@@ -25,7 +25,11 @@ Configurations (each needs what the one before it built):
                    the same with a classifier that also reads the mention's sentence embedding
                    (``medtext:linker_clf_trf``: all-MiniLM-L6-v2, ``medtext:linker_clf_bi``: the
                    fine-tuned bi-encoder; built by ``medtext train linker-clf --encoder ...``, see
-                   ``CLASSIFIERS``).
+                   ``CLASSIFIERS``);
+- ``lexical-ex-clf-ft``, ``dense-base-ex-clf-ft``: with the classifier that fine-tunes
+                   all-MiniLM-L6-v2 itself (``medtext:linker_clf_ft``, ``medtext train linker-clf
+                   --finetune``; same train and dev mentions); ``lexical-ex-clf-ens``,
+                   ``dense-base-ex-clf-ens``: that classifier and the n-gram one averaged.
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -49,6 +53,8 @@ CLASSIFIERS = {
     "clf": ("medtext:linker_clf", ""),
     "clf-trf": ("medtext:linker_clf_trf", "--encoder all-MiniLM-L6-v2"),
     "clf-bi": ("medtext:linker_clf_bi", "--encoder medtext:linker_bi --out $MEDTEXT_HOME/models/linker_clf_bi"),
+    "clf-ft": ("medtext:linker_clf_ft", "--finetune"),
+    "clf-ens": (["medtext:linker_clf_ft", "medtext:linker_clf"], "--finetune"),
 }
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
@@ -100,9 +106,10 @@ def main() -> None:
                 clf = load_classifier(spec)
             except TerminologyError as e:
                 sys.exit(f"{e}\nbuild it with: medtext train linker-clf {build}")
-            if clf.meta.get("examples_source", EXAMPLES) != EXAMPLES:
-                sys.exit(f"{classifier_path(spec)} was trained on {clf.meta['examples_source']}, "
-                         f"not {EXAMPLES}: the ICF test split must stay unseen")
+            for one, member in zip([spec] if isinstance(spec, str) else spec, getattr(clf, "members", [clf])):
+                if member.meta.get("examples_source", EXAMPLES) != EXAMPLES:
+                    sys.exit(f"{classifier_path(one)} was trained on {member.meta['examples_source']}, "
+                             f"not {EXAMPLES}: the ICF test split must stay unseen")
             specs[f"{name}-{suffix}"] = spec
             settings[f"{name}-{suffix}"] = (settings[name][0], dict(settings[name][1], classifier=clf,
                                                                     classifier_weight=0.5))
@@ -119,7 +126,9 @@ def main() -> None:
         load_s = time.perf_counter() - t
         results["configs"][name] = {"load_seconds": round(load_s, 2), "sets": {}}
         if kw.get("classifier") is not None:
-            results["configs"][name]["classifier"] = {"path": str(classifier_path(specs[name])), **{
+            spec = specs[name]
+            path = str(classifier_path(spec)) if isinstance(spec, str) else [str(classifier_path(x)) for x in spec]
+            results["configs"][name]["classifier"] = {"path": path, **{
                 k: kw["classifier"].meta.get(k) for k in ("examples_source", "examples", "classes", "features",
                                                           "encoder", "encoder_weight")}}
         for set_name, (mentions, system) in sets.items():

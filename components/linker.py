@@ -19,7 +19,8 @@ train linker``). ``examples`` adds annotated mentions as extra names of their co
 :func:`medtext.corpora.linking_data.load_examples`). ``classifier`` re-ranks with a mention
 classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
-notes; or a model folder), weighted by ``classifier_weight``. ``nlp.pipe`` links all entities of a batch of documents in one call.
+notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
+a list of them averages their probabilities), weighted by ``classifier_weight``. ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class EntityLinker:
                  cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                  rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                  use_context: bool, device: str, batch_size: int, cache_size: int, ann: str,
-                 examples: str | None = None, classifier: str | None = None,
+                 examples: str | None = None, classifier: str | list[str] | None = None,
                  classifier_weight: float = 0.5):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
@@ -93,7 +94,8 @@ class EntityLinker:
         self.model_id = (f"linker:{d['index']}@{path}" + (f"+bi={d['bi_encoder']}" if d["bi_encoder"] else "")
                          + (f"+cross={d['cross_encoder']}" if d["cross_encoder"] else "")
                          + (f"+examples={examples}" if examples else "")
-                         + (f"+classifier={classifier}" if classifier else ""))
+                         + (f"+classifier={classifier if isinstance(classifier, str) else '&'.join(classifier)}"
+                            if classifier else ""))
 
     def __call__(self, doc: Doc) -> Doc:
         self._link_docs([doc])
@@ -147,7 +149,7 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                 rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                 use_context: bool, device: str, batch_size: int, cache_size: int,
-                ann: str, examples: str | None, classifier: str | None,
+                ann: str, examples: str | None, classifier: str | list[str] | None,
                 classifier_weight: float) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,

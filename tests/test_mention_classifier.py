@@ -205,3 +205,120 @@ def test_encoder_features_carry_meaning(tmp_path):
     # the linker (lexical here) has the classifier embed the mentions itself
     lk = Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, classifier=back)
     assert lk.link([Mention(texts[0], "FUNCTION")])[0].candidates[0].code == "d4500"
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    pytest.importorskip("sentence_transformers")
+    from medtext.terminologies.finetuned_classifier import FinetunedClassifier
+
+    clf = FinetunedClassifier.train(TRAIN, epochs=6, batch_size=4, learn_rate=1e-4, seed=0)
+    return clf, clf.save(tmp_path_factory.mktemp("ft") / "clf_ft")
+
+
+def test_finetuned_classifier_learns_files_and_links(finetuned, medtext_home):
+    """A fine-tuned all-MiniLM-L6-v2 classifier: learns the categories (paraphrases included),
+    saves as safetensors and loads to the same probabilities, and the linker mixes it like the
+    n-gram one."""
+    from medtext.terminologies.finetuned_classifier import FinetunedClassifier
+
+    clf, path = finetuned
+    assert clf.meta["train_accuracy"] == 1.0 and clf.meta["base"] == "sentence-transformers/all-MiniLM-L6-v2"
+    texts = ["amb 80 ft FWW, SBA", "LB dressing w/ sock aid", "sit<>stand from w/c, CGA",
+             "pulled her trousers on by herself"]
+    p = clf.predict_proba(texts)
+    assert p.shape == (4, 3) and p.dtype == numpy.float32 and numpy.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert [clf.classes[i][1] for i in p.argmax(axis=1)] == ["d4500", "d5402", "d4104", "d5402"]
+    assert clf.predict_proba([]).shape == (0, 3) and clf.predict_proba(["amb " * 5000]).shape == (1, 3)
+    assert sorted(f.name for f in path.iterdir()) == ["encoder", "head.safetensors", "meta.json"]
+    assert not list(path.rglob("*.bin")) and not list(path.rglob("*.pkl"))  # safetensors only
+    back = load_classifier(str(path))
+    assert isinstance(back, FinetunedClassifier) and back.classes == clf.classes and back.encoder is None
+    assert numpy.abs(back.predict_proba(texts) - p).max() < 1e-4
+    lk = Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, classifier=back, nil_threshold=0.0)
+    r = lk.link([Mention("got up out of the armchair", "FUNCTION"), Mention("chest pain", "PROBLEM")])
+    assert r[0].best.code == "d4104" and r[0].best.classifier > 0.3
+    assert r[1].best.code == "29857009" and r[1].best.classifier is None  # no class on the route: untouched
+
+
+def test_finetuned_classifier_bad_input_and_folders(finetuned, tmp_path):
+    import shutil
+
+    from medtext.terminologies.finetuned_classifier import FinetunedClassifier
+
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        FinetunedClassifier.train([("amb 40 ft", "icf", "d450"), ("", "icf", "d5402")])
+    with pytest.raises(ValueError, match="epochs"):
+        FinetunedClassifier.train(TRAIN, epochs=0)
+    _, path = finetuned
+    bad = tmp_path / "bad"
+    shutil.copytree(path, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["classes_list"] = meta["classes_list"][:2]  # the head has 3 rows
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(TerminologyError, match="does not fit 2 classes"):
+        FinetunedClassifier.load(bad)
+    (bad / "head.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(TerminologyError, match="not a fine-tuned medtext mention classifier"):
+        FinetunedClassifier.load(bad)
+
+
+def test_train_linker_clf_finetune_command(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+
+    f = tmp_path / "ex.jsonl"
+    f.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in TRAIN))
+    out = tmp_path / "ft"
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--finetune", "--examples", str(f), "--out", str(out),
+                                   "--epochs", "1", "--batch-size", "8"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert report["examples"] == len(TRAIN) and report["classes"] == 3 and report["epochs"] == 1
+    assert load_classifier(str(out)).meta["examples_source"] == str(f)
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--finetune", "--examples", str(f), "--out",
+                                   str(tmp_path / "x"), "--encoder", "medtext:no_such_model"])
+    assert res.exit_code == 2 and "is not built" in res.output
+
+
+def test_classifier_ensemble_averages_over_the_union_of_classes(clf, medtext_home, tmp_path):
+    """A list of classifiers is one ensemble: the normalised geometric mean of their
+    probabilities over the union of their classes, in the linker and in the component's config."""
+    import spacy
+
+    from medtext.errors import ConfigError
+    from medtext.terminologies.mention_classifier import ClassifierEnsemble
+
+    # a second classifier without d4104 and with d4200 (transfers)
+    other = MentionClassifier.train([r for r in TRAIN if r[2] != "d4104"] + [
+        ("bed>w/c transfer SBA", "icf", "d4200"), ("stand pivot transfer to BSC min A", "icf", "d4200"),
+        ("slide board transfer w/c<>mat", "icf", "d4200")], min_df=1, steps=200, seed=0)
+    a, b = clf.save(tmp_path / "a"), other.save(tmp_path / "b")
+    ens = load_classifier([str(a), str(b)])
+    assert isinstance(ens, ClassifierEnsemble)
+    assert [c for _, c in ens.classes] == ["d4104", "d4200", "d4500", "d5402"]
+    texts = ["sit<>stand from w/c, CGA", "squat pivot transfer bed>w/c", "amb 80 ft FWW, SBA"]
+    p = ens.predict_proba(texts)
+    assert p.shape == (3, 4) and numpy.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    ma, mb = ens.members  # as loaded (float16 weights)
+    pa, pb = ma.predict_proba(texts), mb.predict_proba(texts)
+    # unnormalised geometric means; b lacks d4104 and stands in with its smallest probability
+    want = numpy.zeros((3, 4))
+    for k, (_, code) in enumerate(ens.classes):
+        a_ = pa[:, ma.class_index[("icf", code)]] if ("icf", code) in ma.class_index else pa.min(axis=1)
+        b_ = pb[:, mb.class_index[("icf", code)]] if ("icf", code) in mb.class_index else pb.min(axis=1)
+        want[:, k] = numpy.sqrt(a_ * b_)
+    assert numpy.allclose(p, want / want.sum(axis=1, keepdims=True), atol=1e-5)
+    assert [ens.classes[i][1] for i in p.argmax(axis=1)] == ["d4104", "d4200", "d4500"]
+    assert load_classifier([str(a)]) is load_classifier(str(a))  # a list of one is that classifier
+    with pytest.raises(TerminologyError, match="at least 2 different"):
+        load_classifier([str(a), str(a)])
+    nlp = spacy.blank("en")
+    comp = nlp.add_pipe("medtext_linker", config={"classifier": [str(a), str(b)]})
+    assert comp.linker.describe()["classifier"] == f"{a} + {b}" and f"+classifier={a}&{b}" in comp.model_id
+    r = comp.linker.link([Mention("squat pivot transfer bed>w/c", "FUNCTION")])[0]
+    assert r.best.code == "d4200" and r.best.classifier > 0.2
+    with pytest.raises(ConfigError, match="classifier.*medtext train linker-clf"):
+        nlp.add_pipe("medtext_linker", name="l2", config={"classifier": [str(a), str(tmp_path / "none")]})

@@ -1,0 +1,208 @@
+"""A mention classifier that fine-tunes a sentence encoder: the linker's supervised channel with
+the transformer stack.
+
+:class:`~.mention_classifier.MentionClassifier` learns a softmax regression over fixed features
+(n-grams, optionally a frozen sentence embedding). :class:`FinetunedClassifier` instead trains
+the encoder itself with a linear layer over its output: the mention's L2-normalised mean-pooled
+embedding, times a fixed ``scale``, into one logit per concept, all weights updated by
+cross-entropy (AdamW, linear warm-up then decay; the layer learns ten times faster than the
+encoder). Words the examples use in other ways, and shorthand no n-gram covers, move where the
+labels say, which a frozen embedding cannot do.
+
+It has the interface the linker uses from any mention classifier (``classes``, ``meta``,
+``encoder``, ``check_encoder``, ``predict_proba``), so ``classifier = "medtext:linker_clf_ft"``
+in ``medtext_linker`` mixes its probabilities into the candidates' scores exactly like the
+n-gram classifier's.
+
+**Files.** A model folder holds ``meta.json`` (format, classes, base model, scale, training
+figures), ``encoder/`` (the fine-tuned sentence-transformers model, safetensors) and
+``head.safetensors`` (float32 weight [classes, dim] and bias). Nothing is unpickled.
+
+Training needs the ``trf`` extra (torch, sentence-transformers); on 2 CPUs all-MiniLM-L6-v2
+takes about 2 minutes per epoch over 7,000 short mentions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy
+
+from .mention_classifier import FINETUNED_FORMAT as FORMAT
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 256
+
+
+class FinetunedClassifier:
+    """See the module docstring. ``classes``: ``(system, code)`` pairs, one per output."""
+
+    def __init__(self, classes: list[tuple[str, str]], model, weight: numpy.ndarray, bias: numpy.ndarray,
+                 meta: dict | None = None):
+        self.classes = classes
+        self.model = model  # a SentenceTransformer
+        self.weight = weight.astype(numpy.float32)  # [classes, dim]
+        self.bias = bias.astype(numpy.float32)
+        self.meta = meta or {}
+        self.class_index = {c: i for i, c in enumerate(classes)}
+        self.device: str | None = None
+
+    @property
+    def encoder(self) -> None:
+        """No external encoder: the classifier embeds the mentions with its own fine-tuned one
+        (the linker passes no vectors)."""
+        return None
+
+    def check_encoder(self, device: str | None = None) -> None:
+        """Move the model to ``device`` (the linker's), so the first batch does not pay for it."""
+        if device and device != self.device:
+            self.model.to(device)
+        self.device = device
+
+    def predict_proba(self, texts: list[str], embeddings: numpy.ndarray | None = None,
+                      *, batch_size: int = 128) -> numpy.ndarray:
+        """Class probabilities, float32 [texts, classes]. ``embeddings`` is ignored (the
+        fine-tuned encoder's own vectors are the features)."""
+        if not texts:
+            return numpy.zeros((0, len(self.classes)), dtype=numpy.float32)
+        v = self.model.encode([t[:MAX_CHARS] for t in texts], batch_size=batch_size, normalize_embeddings=True,
+                              convert_to_numpy=True, show_progress_bar=False).astype(numpy.float32)
+        z = (v * float(self.meta["scale"])) @ self.weight.T + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        numpy.exp(z, out=z)
+        return z / z.sum(axis=1, keepdims=True)
+
+    # --- training ---------------------------------------------------------------------------
+    @classmethod
+    def train(cls, examples: list[tuple[str, str, str]], *, base: str = "all-MiniLM-L6-v2", epochs: int = 4,
+              learn_rate: float = 1e-4, batch_size: int = 32, scale: float = 20.0, max_length: int = 48,
+              seed: int = 0, device: str | None = None,
+              progress: Callable[[int, int, float], None] | None = None) -> "FinetunedClassifier":
+        """Fine-tune ``base`` (a sentence-transformers name or path; ``all-MiniLM-L6-v2`` is the
+        packaged copy) with a linear layer on ``(text, system, code)`` examples. ``progress(step,
+        steps, loss)`` is called after each batch."""
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from .embeddings import resolve_model
+
+        rows = [(t[:MAX_CHARS].strip(), (s, c)) for t, s, c in examples if t and t.strip()]
+        classes = sorted({y for _, y in rows})
+        if len(classes) < 2:
+            raise ValueError(f"a mention classifier needs examples of at least 2 codes, not {len(classes)}")
+        if epochs < 1 or batch_size < 1 or learn_rate <= 0:
+            raise ValueError("epochs and batch_size must be at least 1 and learn_rate positive")
+        ci = {c: i for i, c in enumerate(classes)}
+        path, base_id = resolve_model(base)
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        model = SentenceTransformer(path, device=device or "cpu")
+        model.max_seq_length = max_length
+        dim = model.get_embedding_dimension()
+        head = torch.nn.Linear(dim, len(classes)).to(model.device)
+        params = list(model.parameters()) + list(head.parameters())
+        opt = torch.optim.AdamW([{"params": list(model.parameters()), "lr": learn_rate},
+                                 {"params": list(head.parameters()), "lr": learn_rate * 10}], weight_decay=0.01)
+        steps = epochs * math.ceil(len(rows) / batch_size)
+        warm = max(1, int(0.06 * steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
+        t0 = time.perf_counter()
+        step, loss_sum, n_batches = 0, 0.0, 0
+        model.train()
+        for _ in range(epochs):
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            loss_sum, n_batches = 0.0, 0
+            for i in range(0, len(order), batch_size):
+                batch = [rows[j] for j in order[i:i + batch_size]]
+                texts = [t for t, _ in batch]
+                features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+                features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                v = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
+                y = torch.tensor([ci[c] for _, c in batch], device=model.device)
+                loss = torch.nn.functional.cross_entropy(head(v * scale), y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                step += 1
+                loss_sum += float(loss.item())
+                n_batches += 1
+                if progress is not None:
+                    progress(step, steps, float(loss.item()))
+        model.eval()
+        seconds = time.perf_counter() - t0
+        clf = cls(classes, model, head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy(),
+                  {"format": FORMAT, "base": base_id, "scale": scale, "max_length": max_length,
+                   "examples": len(rows), "classes": len(classes), "epochs": epochs, "learn_rate": learn_rate,
+                   "batch_size": batch_size, "seed": seed,
+                   "train_loss": round(loss_sum / max(1, n_batches), 4),  # mean over the last epoch
+                   "train_seconds": round(seconds, 1)})
+        clf.device = device
+        probs = clf.predict_proba([t for t, _ in rows])
+        clf.meta["train_accuracy"] = round(float((probs.argmax(axis=1) == numpy.array(
+            [ci[c] for _, c in rows])).mean()), 4)
+        return clf
+
+    # --- files ------------------------------------------------------------------------------
+    def save(self, path: Path) -> Path:
+        """Write ``meta.json``, ``encoder/`` and ``head.safetensors`` into the folder ``path``,
+        swapped in whole."""
+        from safetensors.numpy import save_file
+
+        from medtext.atomic import save_dir_atomically
+
+        def write(folder: str) -> None:
+            d = Path(folder)
+            d.mkdir(parents=True, exist_ok=True)
+            self.model.save(str(d / "encoder"), create_model_card=False, safe_serialization=True)
+            save_file({"weight": self.weight, "bias": self.bias}, str(d / "head.safetensors"))
+            meta = dict(self.meta, format=FORMAT, classes_list=[list(c) for c in self.classes])
+            (d / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+        save_dir_atomically(write, path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path, *, device: str | None = None) -> "FinetunedClassifier":
+        from .index import TerminologyError
+
+        path = Path(path)
+        try:
+            from safetensors import SafetensorError
+            from safetensors.numpy import load_file
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise TerminologyError("this mention classifier fine-tunes a sentence encoder and needs the "
+                                   "transformer stack: pip install 'medtext[trf]' (or `make install-trf`)",
+                                   path) from e
+        try:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+            head = load_file(str(path / "head.safetensors"))
+            weight, bias = head["weight"], head["bias"]
+            classes = [tuple(c) for c in meta.pop("classes_list")]
+            if weight.ndim != 2 or weight.shape[0] != len(classes) or bias.shape != (len(classes),):
+                raise ValueError(f"a head of shape {weight.shape} does not fit {len(classes)} classes")
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
+            raise TerminologyError(f"not a fine-tuned medtext mention classifier ({e}): rebuild it with "
+                                   "`medtext train linker-clf --finetune`", path) from e
+        model = SentenceTransformer(str(path / "encoder"), device=device or "cpu")
+        model.max_seq_length = int(meta.get("max_length", 48))
+        dim = model.get_embedding_dimension()
+        if dim != weight.shape[1]:
+            raise TerminologyError(f"the classifier's encoder gives {dim}-d vectors but its head reads "
+                                   f"{weight.shape[1]}-d ones: rebuild it", path)
+        clf = cls(classes, model, weight, bias, meta)
+        clf.device = device
+        return clf
