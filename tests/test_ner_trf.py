@@ -25,17 +25,17 @@ def test_train_ner_rejects_bad_arguments(tmp_path):
 
 
 def _trf_classifier(home: Path) -> None:
-    """A small stand-in for the trf preset's mention classifier (n-grams + MiniLM embeddings)."""
-    from medtext.terminologies.mention_classifier import MentionClassifier
+    """A small stand-in for the trf preset's fine-tuned mention classifier (one short epoch)."""
+    from medtext.terminologies.finetuned_classifier import FinetunedClassifier
 
-    MentionClassifier.train([("amb 40 ft FWW", "icf", "d4500"), ("LB dressing min A", "icf", "d5402")],
-                            min_df=1, steps=5, encoder="all-MiniLM-L6-v2").save(home / "models" / "linker_clf_trf")
+    FinetunedClassifier.train([("amb 40 ft FWW", "icf", "d4500"), ("LB dressing min A", "icf", "d5402")],
+                              epochs=1).save(home / "models" / "linker_clf_ft")
 
 
 def test_trf_preset_without_models_says_how_to_build_them(medtext_home):
     pytest.importorskip("sentence_transformers")
-    if not (medtext_home / "models" / "linker_clf_trf").is_dir():
-        with pytest.raises(ConfigError, match=r"linker-clf --encoder all-MiniLM-L6-v2.*make train-linker-clf-trf"):
+    if not (medtext_home / "models" / "linker_clf_ft").is_dir():
+        with pytest.raises(ConfigError, match=r"linker-clf --finetune.*make train-linker-clf-ft"):
             medtext.load("trf")
         _trf_classifier(medtext_home)
     if not (medtext_home / "models" / "ner_trf").is_dir():
@@ -58,7 +58,7 @@ def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     path = train_ner(data_dir=data, arch="trf", model=str(bert), max_steps=4, eval_frequency=2)
     assert path.name == "ner_trf" and (path / "transformer").is_dir()
     shutil.rmtree(bert)  # the saved pipeline carries the weights: the backbone path is not needed
-    if not (medtext_home / "models" / "linker_clf_trf").is_dir():
+    if not (medtext_home / "models" / "linker_clf_ft").is_dir():
         _trf_classifier(medtext_home)
     nlp = medtext.load("trf")
     # default's CNN taggers with the transformer tagger averaged in
