@@ -139,6 +139,12 @@ def linking(
     examples: Optional[str] = typer.Option(None, help="Annotated mentions as extra concept names: "
                                                       "medtext:icf (train + dev), medtext:icf-dev or a JSONL path (never the "
                                                       "data evaluated)"),
+    classifier: Optional[list[str]] = typer.Option(
+        None, help="Mention classifier: medtext:linker_clf, medtext:linker_clf_ft or a model folder; "
+                   "give it twice for an ensemble (geometric mean), as the trf preset does (never one "
+                   "trained on the data evaluated)"),
+    classifier_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Score = w * classifier probability + "
+                                                                         "(1 - w) * score"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:
     """Linking accuracy: acc@1/@5/@25 over all coded mentions and over covered ones (gold code in
@@ -149,6 +155,7 @@ def linking(
     from .terminologies.default import default_index_dir
     from .terminologies.index import ConceptIndex, TerminologyError
     from .terminologies.linking import Linker
+    from .terminologies.mention_classifier import load_classifier
 
     if fmt not in ("medprocner", "medtext"):
         _fail(f"unknown linking format {fmt!r}: use medprocner or medtext")
@@ -159,16 +166,21 @@ def linking(
         ix = ConceptIndex.load(index or default_index_dir())
         linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
                         dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
-                        use_context=use_context, examples=load_examples(examples) if examples else None)
+                        use_context=use_context, examples=load_examples(examples) if examples else None,
+                        classifier=load_classifier(classifier) if classifier else None,
+                        classifier_weight=classifier_weight)
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
-    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples})
+    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples,
+              "classifier": classifier or None})
     how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight})"
     if cross_encoder:
         how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
     if examples:
         how += f" + examples {examples} ({r['linker']['examples']})"
+    if classifier:
+        how += f" + classifier {' x '.join(classifier)} (w={classifier_weight})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
                f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")

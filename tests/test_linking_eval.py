@@ -118,3 +118,27 @@ def test_cli_examples_option(tmp_path, medtext_home):
     assert got[True]["examples"] == str(ex) and got[True]["linker"]["examples"] == 1
     res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--examples", "medtext:nope"])
     assert res.exit_code != 0 and "unknown example set" in res.output
+
+
+def test_cli_classifier_option(tmp_path, medtext_home):
+    """`--classifier` adds a mention classifier (twice: an ensemble); a missing one is a clear error."""
+    from medtext.terminologies.mention_classifier import MentionClassifier
+
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "n1", "split": "test", "text":
+                                 "Gait: [amb 80 ft FWW, SBA](FUNCTION|d4500). [LB dressing w/ sock aid](FUNCTION|d5402)."})
+                     + "\n")
+    train = [("amb 40 ft FWW CGA", "icf", "d4500"), ("ambulated 100 ft w/ RW, SBA", "icf", "d4500"),
+             ("LB dressing min A for socks", "icf", "d5402"), ("dressing LE with sock aid mod A", "icf", "d5402")]
+    a = MentionClassifier.train(train, min_df=1, steps=100, seed=0).save(tmp_path / "a")
+    b = MentionClassifier.train(train, min_df=1, steps=100, seed=1).save(tmp_path / "b")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--json", str(out),
+                                   "--classifier", str(a), "--classifier", str(b)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["classifier"] == [str(a), str(b)] and r["linker"]["classifier"] == f"{a} + {b}"
+    assert r["top1"]["accuracy"] == 1.0 and "+ classifier" in res.output
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext",
+                                   "--classifier", str(tmp_path / "none")])
+    assert res.exit_code != 0 and "no mention classifier here" in res.output
