@@ -29,7 +29,8 @@ Configurations (each needs what the one before it built):
 - ``lexical-ex-clf-ft``, ``dense-base-ex-clf-ft``: with the classifier that fine-tunes
                    all-MiniLM-L6-v2 itself (``medtext:linker_clf_ft``, ``medtext train linker-clf
                    --finetune``; same train and dev mentions); ``lexical-ex-clf-ens``,
-                   ``dense-base-ex-clf-ens``: that classifier and the n-gram one averaged.
+                   ``dense-base-ex-clf-ens``: that classifier and the n-gram one, geometric mean (the
+                   ``trf`` preset's).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all

@@ -20,7 +20,7 @@ train linker``). ``examples`` adds annotated mentions as extra names of their co
 classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
-a list of them averages their probabilities), weighted by ``classifier_weight``. ``nlp.pipe`` links all entities of a batch of documents in one call.
+a list of them is one ensemble, the geometric mean of their probabilities), weighted by ``classifier_weight``. ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ score is the better of its synonyms' and its examples' (few-shot linking of shor
 
 **Classifier.** A :class:`~.mention_classifier.MentionClassifier` trained on annotated mentions
 (``medtext train linker-clf``; the presets use the one trained on the team's ICF train and dev
-notes) re-ranks the candidates of the mentions whose route holds its classes: each score becomes
+notes), a :class:`~.finetuned_classifier.FinetunedClassifier` (``--finetune``) or a
+:class:`~.mention_classifier.ClassifierEnsemble` of them (the ``trf`` preset's) re-ranks the candidates of the mentions whose route holds its classes: each score becomes
 ``classifier_weight * p(concept | mention) + (1 - classifier_weight) * score``, and the
 classifier's most probable concepts join the candidates (scored on their synonyms as well). It
 re-ranks only: whether a mention is NIL is decided on the better of the best score before
