@@ -25,7 +25,6 @@ takes about 2 minutes per epoch over 7,000 short mentions.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import random
 import time
@@ -35,8 +34,6 @@ from typing import Callable
 import numpy
 
 from .mention_classifier import FINETUNED_FORMAT as FORMAT
-
-log = logging.getLogger(__name__)
 
 MAX_CHARS = 256
 
@@ -115,7 +112,7 @@ class FinetunedClassifier:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
         t0 = time.perf_counter()
-        step, loss_sum, n_batches = 0, 0.0, 0
+        step = 0
         model.train()
         for _ in range(epochs):
             order = list(range(len(rows)))
