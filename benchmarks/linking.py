@@ -30,7 +30,9 @@ Configurations (each needs what the one before it built):
                    all-MiniLM-L6-v2 itself (``medtext:linker_clf_ft``, ``medtext train linker-clf
                    --finetune``; same train and dev mentions); ``lexical-ex-clf-ens``,
                    ``dense-base-ex-clf-ens``: that classifier and the n-gram one, geometric mean (the
-                   ``trf`` preset's).
+                   ``trf`` preset's); ``lexical-ex-clf-ftn``, ``lexical-ex-clf-ensn``: the same with
+                   a fine-tuned classifier that also learnt the index's ICF names
+                   (``medtext:linker_clf_ftn``, ``--finetune --names``).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -56,6 +58,9 @@ CLASSIFIERS = {
     "clf-bi": ("medtext:linker_clf_bi", "--encoder medtext:linker_bi --out $MEDTEXT_HOME/models/linker_clf_bi"),
     "clf-ft": ("medtext:linker_clf_ft", "--finetune"),
     "clf-ens": (["medtext:linker_clf_ft", "medtext:linker_clf"], "--finetune"),
+    "clf-ftn": ("medtext:linker_clf_ftn", "--finetune --names --out $MEDTEXT_HOME/models/linker_clf_ftn"),
+    "clf-ensn": (["medtext:linker_clf_ftn", "medtext:linker_clf"], "--finetune --names --out "
+                 "$MEDTEXT_HOME/models/linker_clf_ftn"),
 }
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 

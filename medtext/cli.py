@@ -326,6 +326,9 @@ def train_linker_clf_cmd(
                                      "(the linear layer's is ten times it)"),
     batch_size: int = typer.Option(32, min=1, help="With --finetune: mentions per step"),
     device: Optional[str] = typer.Option(None, help="With --finetune: torch device (cpu, cuda, cuda:1)"),
+    names: bool = typer.Option(False, "--names", help="Also learn the default index's names (preferred "
+                               "terms and synonyms) of every concept of the examples' systems, so "
+                               "categories without examples become classes (for small systems such as ICF)"),
 ) -> None:
     """Train the linker's mention classifier (softmax regression over word and character n-grams
     of annotated mentions, optionally with sentence embeddings; numpy, a few minutes on 2 CPUs)
@@ -345,6 +348,17 @@ def train_linker_clf_cmd(
         rows = load_examples(examples)
     except InputError as e:
         _fail(str(e), EXIT_USAGE)
+    n_names = 0
+    if names:
+        from .corpora.linking_data import index_name_examples
+        from .terminologies.default import default_index_dir
+        from .terminologies.index import ConceptIndex
+
+        try:
+            extra = index_name_examples(ConceptIndex.load(default_index_dir()), {s for _, s, _ in rows})
+        except (TerminologyError, ValueError) as e:
+            _fail(str(e), EXIT_USAGE)
+        rows, n_names = rows + extra, len(extra)
     if finetune:
         target = out or models_dir() / "linker_clf_ft"
         try:
@@ -362,9 +376,11 @@ def train_linker_clf_cmd(
         except (ValueError, OSError, TerminologyError) as e:
             _fail(str(e), EXIT_USAGE)
         clf.meta["examples_source"] = examples
+        clf.meta["index_names"] = n_names
         clf.save(target)
         typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
-            "examples", "classes", "base", "epochs", "train_loss", "train_accuracy", "train_seconds")}}, indent=2))
+            "examples", "index_names", "classes", "base", "epochs", "train_loss", "train_accuracy",
+            "train_seconds")}}, indent=2))
         return
     target = out or models_dir() / ("linker_clf_trf" if encoder else "linker_clf")
     with Progress(transient=True) as bar:
@@ -377,9 +393,10 @@ def train_linker_clf_cmd(
         except (ValueError, TerminologyError) as e:
             _fail(str(e), EXIT_USAGE)
     clf.meta["examples_source"] = examples
+    clf.meta["index_names"] = n_names
     clf.save(target)
     typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
-        "examples", "classes", "features", "train_loss", "train_accuracy", "train_seconds")},
+        "examples", "index_names", "classes", "features", "train_loss", "train_accuracy", "train_seconds")},
         "encoder": clf.encoder}, indent=2))
 
 

@@ -181,6 +181,42 @@ def test_train_linker_clf_command(tmp_path):
     assert res.exit_code == 2 and "at least 2 codes" in res.output
 
 
+def test_names_make_categories_without_examples_classes(medtext_home, tmp_path, monkeypatch):
+    """--names: the index's names of every concept of the examples' systems join the examples,
+    so a category no example has ("Climbing", d4551) becomes a class and its synonyms find it;
+    blocks and chapters stay out; a large system is a clear error."""
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+    from medtext.corpora import linking_data
+    from medtext.corpora.linking_data import index_name_examples
+
+    index = ConceptIndex.load(default_index_dir())
+    rows = index_name_examples(index, {"icf"})
+    codes = {c for _, s, c in rows}
+    assert {s for _, s, _ in rows} == {"icf"} and {"d4551", "d4500", "b28016"} <= codes
+    assert "d4" not in codes and not any("-" in c for c in codes)  # chapters and blocks
+    assert ("Climbing", "icf", "d4551") in rows and len(rows) > 2 * len(codes)
+    with pytest.raises(ValueError, match="small systems such as ICF"):
+        index_name_examples(index, {"snomed"})
+    f = tmp_path / "ex.jsonl"
+    f.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in TRAIN))
+    out = tmp_path / "clf"
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(f), "--out", str(out), "--names",
+                                   "--min-df", "1", "--steps", "150"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert report["index_names"] == len(rows) and report["examples"] == len(TRAIN) + len(rows)
+    assert report["classes"] == len(codes | {c for _, _, c in TRAIN})
+    trained = load_classifier(str(out))
+    p = trained.predict_proba(["climbing stairs"])[0]
+    assert trained.classes[int(p.argmax())] == ("icf", "d4551")
+    monkeypatch.setattr(linking_data, "MAX_NAME_CLASSES", 10)
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(f), "--out", str(tmp_path / "x"),
+                                   "--names"])
+    assert res.exit_code == 2 and "small systems such as ICF" in res.output
+
+
 def test_encoder_features_carry_meaning(tmp_path):
     """With sentence embeddings as features, a paraphrase that shares no word with a category's
     examples still reaches it; the encoder is recorded and checked."""
