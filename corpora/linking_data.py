@@ -139,17 +139,16 @@ def index_name_examples(index, systems: set[str]) -> list[tuple[str, str, str]]:
     --names``). Meant for small systems such as ICF: more than :data:`MAX_NAME_CLASSES`
     concepts is a :class:`ValueError` (a classifier over all of SNOMED CT is not what this is
     for)."""
-    con = index.tables["concepts"]
-    keep = {(s, c) for s, c, k in zip(con.column("system").to_pylist(), con.column("code").to_pylist(),
-                                      con.column("kind").to_pylist()) if s in systems and k not in ("block", "chapter")}
+    def columns(table: str, *names: str) -> list[list]:
+        return [index.tables[table].column(n).to_pylist() for n in names]
+
+    system, code, term, kind = columns("concepts", "system", "code", "term", "kind")
+    keep = {(s, c) for s, c, k in zip(system, code, kind) if s in systems and k not in ("block", "chapter")}
     if len(keep) > MAX_NAME_CLASSES:
         raise ValueError(f"--names would add {len(keep):,} concepts of {', '.join(sorted(systems))} as classes "
                          f"(at most {MAX_NAME_CLASSES:,}): use it for small systems such as ICF")
-    out = {(t, s, c) for s, c, t in zip(con.column("system").to_pylist(), con.column("code").to_pylist(),
-                                        con.column("term").to_pylist()) if (s, c) in keep and t}
-    syn = index.tables["synonyms"]
-    out |= {(t, s, c) for s, c, t in zip(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
-                                         syn.column("term").to_pylist()) if (s, c) in keep and t}
+    out = {(t, s, c) for s, c, t in zip(system, code, term) if (s, c) in keep and t}
+    out |= {(t, s, c) for s, c, t in zip(*columns("synonyms", "system", "code", "term")) if (s, c) in keep and t}
     return sorted(out, key=lambda r: (r[1], r[2], r[0]))
 
 
