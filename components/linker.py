@@ -8,15 +8,18 @@ FUNCTION -> ICF activities and body functions, ...), the linker ranks concepts o
 
 - ``ent._.concepts``: ranked candidates ``[{"system", "code", "display", "score"}]``;
 - ``ent.kb_id_``: ``"system:code"`` of the top concept when its score reaches
-  ``nil_threshold`` (empty when NIL);
+  ``nil_threshold``, or the threshold ``nil_thresholds`` gives the entity's label (empty when NIL);
 - ``ent._.linked``: True when linked, False for NIL.
 
 Models are config: ``bi_encoder`` (``null`` = lexical only; ``"index"`` = the model the index
 was embedded with; or a sentence-transformers name/path, which must match the index) and
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
 train linker``). ``examples`` adds annotated mentions as extra names of their concepts
-(``"medtext:icf"``: the team's ICF train and dev notes; or a JSONL path, see
-:func:`medtext.corpora.linking_data.load_examples`). ``classifier`` re-ranks with a mention
+(``"medtext:icf"``: the team's ICF train and dev notes; ``"medtext:snomed"``: the SNOMED
+CT-coded procedures, tests and treatments of the team's train notes; or a JSONL path, see
+:func:`medtext.corpora.linking_data.load_examples`; a list of them is their union), each scored
+by string similarity plus ``example_tfidf_weight`` times a character n-gram TF-IDF cosine (a
+number for every label, or a map from label to weight; the presets give it to FUNCTION only). ``classifier`` re-ranks with a mention
 classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
@@ -43,8 +46,9 @@ class EntityLinker:
                  cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                  rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                  use_context: bool, device: str, batch_size: int, cache_size: int, ann: str,
-                 examples: str | None = None, classifier: str | list[str] | None = None,
-                 classifier_weight: float = 0.5):
+                 examples: str | list[str] | None = None, classifier: str | list[str] | None = None,
+                 classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
+                 example_tfidf_weight: float | dict[str, float] = 0.5):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -85,7 +89,8 @@ class EntityLinker:
                                  rerank_weight=rerank_weight, use_context=use_context,
                                  device=None if device == "cpu" else device,
                                  batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows,
-                                 classifier=clf, classifier_weight=classifier_weight)
+                                 classifier=clf, classifier_weight=classifier_weight,
+                                 nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -93,7 +98,8 @@ class EntityLinker:
         d = self.linker.describe()
         self.model_id = (f"linker:{d['index']}@{path}" + (f"+bi={d['bi_encoder']}" if d["bi_encoder"] else "")
                          + (f"+cross={d['cross_encoder']}" if d["cross_encoder"] else "")
-                         + (f"+examples={examples}" if examples else "")
+                         + (f"+examples={examples if isinstance(examples, str) else '&'.join(examples)}"
+                            if examples else "")
                          + (f"+classifier={classifier if isinstance(classifier, str) else '&'.join(classifier)}"
                             if classifier else ""))
 
@@ -143,17 +149,19 @@ class EntityLinker:
                     "nil_threshold": 0.5, "rerank_weight": 0.3, "use_context": False, "device": "cpu",
                     "batch_size": 64,
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
-                    "classifier_weight": 0.5},
+                    "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
                 rerank_top: int, dense_weight: float, nil_threshold: float, rerank_weight: float,
                 use_context: bool, device: str, batch_size: int, cache_size: int,
-                ann: str, examples: str | None, classifier: str | list[str] | None,
-                classifier_weight: float) -> EntityLinker:
+                ann: str, examples: str | list[str] | None, classifier: str | list[str] | None,
+                classifier_weight: float, nil_thresholds: dict[str, float] | None,
+                example_tfidf_weight: float | dict[str, float]) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
                         rerank_weight=rerank_weight, use_context=use_context,
                         device=device, batch_size=batch_size, cache_size=cache_size, ann=ann,
-                        examples=examples, classifier=classifier, classifier_weight=classifier_weight)
+                        examples=examples, classifier=classifier, classifier_weight=classifier_weight,
+                        nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight)

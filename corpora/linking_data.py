@@ -43,6 +43,9 @@ def read_medprocner(path: Path) -> list[LinkingMention]:
 # "NIL" for a mention no category fits. One note per JSONL line: {"id", "kind", "split", "text"}.
 _LINK_MARK = re.compile(r"\[([^\[\]]+)\]\(([A-Z]+)\|([A-Za-z0-9.+\-]+)\)")
 ICF_DIR = Path(__file__).resolve().parent / "icf"
+# the NER corpus's notes with SNOMED CT codes (dev and test: every span but FUNCTION; train:
+# the PROCEDURE, TEST and TREATMENT spans), see corpora/GUIDELINES.md
+SNOMED_DIR = Path(__file__).resolve().parent / "snomed"
 
 
 @dataclass
@@ -88,19 +91,22 @@ def read_medtext_linking(path: Path, split: str | tuple[str, ...] | None = None)
     return out
 
 
-# the team's ICF notes as examples: never the test split
+# the team's notes as examples: never the ICF test split, never the SNOMED CT dev split
 TEAM_EXAMPLES = {"medtext:icf": (ICF_DIR, ("train", "dev")), "medtext:icf-train": (ICF_DIR, ("train",)),
-                 "medtext:icf-dev": (ICF_DIR, ("dev",))}
+                 "medtext:icf-dev": (ICF_DIR, ("dev",)), "medtext:snomed": (SNOMED_DIR, ("train",))}
 _ICF_CODE = re.compile(r"^[bsde]\d+$")
 
 
-def load_examples(spec: str) -> list[tuple[str, str, str]]:
+def load_examples(spec: str | list[str]) -> list[tuple[str, str, str]]:
     """(text, system, code) linking examples from ``spec``: ``"medtext:icf"`` (the team's ICF
     notes, train and dev splits; ``"medtext:icf-train"`` / ``"medtext:icf-dev"`` for one of
-    them: the test split stays unseen), a JSONL file (or folder of them) of
+    them: the test split stays unseen), ``"medtext:snomed"`` (the SNOMED CT-coded procedures,
+    tests and treatments of the team's train notes), a JSONL file (or folder of them) of
     ``{"text", "system", "code"}`` rows, or of linked notes in the team's markup
-    (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT). A malformed row
-    is an :class:`InputError` naming file:line."""
+    (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT); a list of specs is
+    their union. A malformed row is an :class:`InputError` naming file:line."""
+    if not isinstance(spec, str):
+        return [row for one in spec for row in load_examples(one)]
     if spec.startswith("medtext:"):
         if spec not in TEAM_EXAMPLES:
             raise InputError(spec, f"unknown example set: use a JSONL path or one of {', '.join(TEAM_EXAMPLES)}",
@@ -169,11 +175,21 @@ def icf_codes() -> dict[str, str]:
     return out
 
 
-def check_linked_notes(paths: list[Path]) -> dict:
-    """Counts and problems of linked notes: unknown codes, empty spans, duplicate ids."""
+def check_linked_notes(paths: list[Path], index=None) -> dict:
+    """Counts and problems of linked notes: unknown codes, empty spans, duplicate ids. ICF codes
+    are checked against the ICF tables; SNOMED CT codes need the terminology ``index``, where
+    each must be a concept of a kind the span's label is routed to (a PROBLEM coded to a
+    procedure is a problem)."""
     from collections import Counter
 
+    from medtext.terminologies.linking import ROUTES
+
     known = icf_codes()
+    kinds = {}
+    if index is not None:
+        con = index.tables["concepts"]
+        kinds = {c: k for s, c, k in zip(con.column("system").to_pylist(), con.column("code").to_pylist(),
+                                         con.column("kind").to_pylist()) if s == "snomed"}
     notes = read_linked_notes(paths)
     problems, by_split, by_chapter, ids = [], Counter(), Counter(), Counter(n.id for n in notes)
     problems += [f"duplicate note id {i}" for i, c in ids.items() if c > 1]
@@ -183,9 +199,18 @@ def check_linked_notes(paths: list[Path]) -> dict:
             if span != span.strip() or not span.strip():
                 problems.append(f"{n.id}: span {span!r} has edge blanks or is empty")
             for c in codes:
-                if c not in known:
-                    problems.append(f"{n.id}: {span!r} has unknown ICF code {c}")
-                by_chapter[c[:2]] += 1
+                if _ICF_CODE.match(c):
+                    if c not in known:
+                        problems.append(f"{n.id}: {span!r} has unknown ICF code {c}")
+                    by_chapter[c[:2]] += 1
+                elif index is None:
+                    problems.append(f"{n.id}: {span!r} has SNOMED CT code {c}: pass the index to check it")
+                elif c not in kinds:
+                    problems.append(f"{n.id}: {span!r} has SNOMED CT code {c}, not in the index")
+                elif f"snomed:{kinds[c]}" not in ROUTES.get(label, []):
+                    problems.append(f"{n.id}: {span!r} ({label}) has {c}, a {kinds[c]}, which {label} is not routed to")
+                else:
+                    by_chapter[f"snomed:{label}"] += 1
             by_split[n.split] += 1
     return {"notes": len(notes), "mentions": sum(len(n.spans) for n in notes),
             "by_split": dict(by_split), "by_chapter": dict(sorted(by_chapter.items())),
@@ -196,4 +221,11 @@ if __name__ == "__main__":  # python -m medtext.corpora.linking_data FILE...
     import json
     import sys
 
-    print(json.dumps(check_linked_notes([Path(p) for p in sys.argv[1:]]), indent=1))
+    from medtext.terminologies.default import default_index_dir
+    from medtext.terminologies.index import ConceptIndex, TerminologyError
+
+    try:  # SNOMED CT codes are checked against the default index when there is one
+        index = ConceptIndex.load(default_index_dir())
+    except TerminologyError:
+        index = None
+    print(json.dumps(check_linked_notes([Path(p) for p in sys.argv[1:]], index=index), indent=1))

@@ -133,12 +133,19 @@ def linking(
                                                            "or medtext:linker_cross after `medtext train linker`)"),
     dense_weight: float = typer.Option(0.6, help="Fused score = w * cosine + (1 - w) * lexical score"),
     nil_threshold: float = typer.Option(0.5, help="Top-1 scores below this are NIL"),
+    nil_threshold_for: Optional[list[str]] = typer.Option(
+        None, help="LABEL=VALUE: this NIL threshold for mentions of that label (repeatable), as the "
+                   "presets' nil_thresholds"),
+    example_tfidf_for: Optional[list[str]] = typer.Option(
+        None, help="LABEL=VALUE: the examples' TF-IDF weight for that label only (repeatable; labels not "
+                   "named get none), as the presets' example_tfidf_weight (FUNCTION=0.5); default 0.5 for all"),
     rerank_weight: float = typer.Option(0.3, help="Re-ranked score = w * cross-encoder probability + "
                                                   "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
-    examples: Optional[str] = typer.Option(None, help="Annotated mentions as extra concept names: "
-                                                      "medtext:icf (train + dev), medtext:icf-dev or a JSONL path (never the "
-                                                      "data evaluated)"),
+    examples: Optional[list[str]] = typer.Option(
+        None, help="Annotated mentions as extra concept names: medtext:icf (train + dev), medtext:icf-dev, "
+                   "medtext:snomed (SNOMED CT-coded procedures of the team's train notes) or a JSONL path; "
+                   "give it twice for both (never the data evaluated)"),
     classifier: Optional[list[str]] = typer.Option(
         None, help="Mention classifier: medtext:linker_clf, medtext:linker_clf_ft or a model folder; "
                    "give it twice for an ensemble (geometric mean), as the trf preset does (never one "
@@ -159,6 +166,18 @@ def linking(
 
     if fmt not in ("medprocner", "medtext"):
         _fail(f"unknown linking format {fmt!r}: use medprocner or medtext")
+    def label_values(items: list[str] | None, option: str) -> dict[str, float]:
+        out = {}
+        for item in items or []:
+            label, _, value = item.partition("=")
+            try:
+                out[label.strip()] = float(value)
+            except ValueError:
+                _fail(f"{option} takes LABEL=VALUE, e.g. PROBLEM=0.7 (got {item!r})")
+        return out
+
+    per_label = label_values(nil_threshold_for, "--nil-threshold-for")
+    tfidf = label_values(example_tfidf_for, "--example-tfidf-for")
     try:
         mentions = read_medprocner(data) if fmt == "medprocner" else read_medtext_linking(data, split)
         if not mentions:
@@ -168,17 +187,18 @@ def linking(
                         dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
                         use_context=use_context, examples=load_examples(examples) if examples else None,
                         classifier=load_classifier(classifier) if classifier else None,
-                        classifier_weight=classifier_weight)
+                        classifier_weight=classifier_weight, nil_thresholds=per_label or None,
+                        **({"example_tfidf_weight": tfidf} if tfidf else {}))
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
-    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples,
+    r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples or None,
               "classifier": classifier or None})
     how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight})"
     if cross_encoder:
         how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
     if examples:
-        how += f" + examples {examples} ({r['linker']['examples']})"
+        how += f" + examples {' + '.join(examples)} ({r['linker']['examples']})"
     if classifier:
         how += f" + classifier {' x '.join(classifier)} (w={classifier_weight})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
@@ -188,9 +208,11 @@ def linking(
         a = r[key]
         typer.echo(f"{key[4:]:<10} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f}")
     t1, tc = r["top1"], r["top1_category"]
-    typer.echo(f"top-1 after NIL threshold {nil_threshold}: accuracy {t1['accuracy']:.3f}, macro-F1 "
+    per = "".join(f", {k} {v}" for k, v in per_label.items())
+    typer.echo(f"top-1 after NIL threshold {nil_threshold}{per}: accuracy {t1['accuracy']:.3f}, macro-F1 "
                f"{t1['macro_f1']:.3f} over {t1['classes']} codes; by category {tc['accuracy']:.3f} / "
-               f"{tc['macro_f1']:.3f}; coded mentions left NIL {r['nil']['coded_left_nil']:.1%}")
+               f"{tc['macro_f1']:.3f}; coded mentions left NIL {r['nil']['coded_left_nil']:.1%}; over all mentions "
+               f"right (a gold code, or NIL when none is in the index) {r['nil']['decided_accuracy']:.3f}")
     cal = r["nil_calibration"]
     typer.echo(f"NIL calibration ({cal['should_be_nil']} mentions should be NIL: no gold code in the index): "
                f"best threshold {cal['best_threshold']:.2f} -> accuracy over all {cal['best_accuracy']:.3f} "

@@ -33,8 +33,9 @@ classifier's most probable concepts join the candidates (scored on their synonym
 re-ranks only: whether a mention is NIL is decided on the better of the best score before
 the mix and the best after it.
 
-The top concept is kept when its score reaches ``nil_threshold``; otherwise the mention is NIL
-(no ``kb_id``; the ranked candidates are still returned for review). Results are cached by
+The top concept is kept when its score reaches ``nil_threshold`` (or the threshold
+``nil_thresholds`` gives the mention's label); otherwise the mention is NIL (no ``kb_id``; the
+ranked candidates are still returned for review). Results are cached by
 normalised mention + label (+ context when the cross-encoder reads context).
 """
 
@@ -69,7 +70,9 @@ CONTEXT_CHARS = 300
 MIN_FUZZY_CHARS = 3
 # weight of the character n-gram TF-IDF cosine added to an example's string similarity; chosen
 # on the ICF dev split with the train examples (lexical macro-F1 0.522 -> 0.629 at 0.5; 0.25:
-# 0.597, 0.7: 0.619, 1.0: 0.593)
+# 0.597, 0.7: 0.619, 1.0: 0.593). On the SNOMED CT dev notes it adds nothing (lexical acc@1 0.718
+# with it, 0.716 without) and fragments such as "coagulation" pull long procedure names to the
+# wrong example, so the presets give it to FUNCTION only (``example_tfidf_weight``)
 EXAMPLE_TFIDF_WEIGHT = 0.5
 
 
@@ -143,7 +146,8 @@ class Linker:
                  use_context: bool = False, device: str | None = None, batch_size: int = 64,
                  cache_size: int = 100_000, ann: str = "auto", ann_min_rows: int = 100_000,
                  examples: list[tuple[str, str, str]] | None = None, classifier=None,
-                 classifier_weight: float = 0.5):
+                 classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
+                 example_tfidf_weight: float | dict[str, float] = EXAMPLE_TFIDF_WEIGHT):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -153,6 +157,18 @@ class Linker:
         self.rerank_top = rerank_top
         self.dense_weight = dense_weight
         self.nil_threshold = nil_threshold
+        bad = {k: v for k, v in (nil_thresholds or {}).items()
+               if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1}
+        if bad:
+            raise TerminologyError(f"nil_thresholds maps an entity label to a threshold in 0..1 (bad: {bad})",
+                                   index.path)
+        self.nil_thresholds = {k: float(v) for k, v in (nil_thresholds or {}).items()}
+        weights = example_tfidf_weight.values() if isinstance(example_tfidf_weight, dict) else [example_tfidf_weight]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in weights):
+            raise TerminologyError("example_tfidf_weight is a weight >= 0, or a map from entity label to one "
+                                   f"(got {example_tfidf_weight!r})", index.path)
+        # a number: every label; a map: its labels, none for the others
+        self.example_tfidf_weight = example_tfidf_weight
         self.rerank_weight = rerank_weight
         self.use_context = use_context
         self.device = device
@@ -311,9 +327,13 @@ class Linker:
                 continue
             norms = [self.ex_norm[j] for j in cols]
             qs = [normalize(queries[i]) for i in idx]
-            # string similarity to an example: rapidfuzz's, plus EXAMPLE_TFIDF_WEIGHT x the cosine of
+            # string similarity to an example: rapidfuzz's, plus example_tfidf_weight x the cosine of
             # character n-gram TF-IDF over the examples (rare shared fragments count more)
-            lex = fuzzy_matrix(qs, norms) + EXAMPLE_TFIDF_WEIGHT * self.ex_tfidf.matrix(qs)[:, cols]
+            w = self.example_tfidf_weight
+            w = float(w.get(label, 0.0)) if isinstance(w, dict) else float(w)
+            lex = fuzzy_matrix(qs, norms)
+            if w:
+                lex = lex + w * self.ex_tfidf.matrix(qs)[:, cols]
             lex = numpy.minimum(lex, 0.99)
             exact = numpy.array(qs, dtype=object)[:, None] == numpy.array(norms, dtype=object)[None, :]
             lex[exact] = 1.0
@@ -474,7 +494,7 @@ class Linker:
             r = results[i]
             r.candidates = r.candidates[:self.top]
             best = max(r.candidates[0].score, before.get(i, 0.0)) if r.candidates else 0.0
-            r.nil = not r.candidates or best < self.nil_threshold
+            r.nil = not r.candidates or best < self.nil_thresholds.get(mentions[i].label, self.nil_threshold)
         return results
 
     def _rerank(self, mentions, queries, routed, results) -> None:
@@ -571,6 +591,7 @@ class Linker:
                 "cross_encoder": self.cross_name, "dense_weight": self.dense_weight,
                 "rerank_weight": self.rerank_weight if self.cross is not None else None,
                 "dense_search": ("hnsw" if self._ann is not None else "exact") if self.bi_model is not None else None,
-                "nil_threshold": self.nil_threshold, "examples": len(self.ex_norm),
+                "nil_threshold": self.nil_threshold, "nil_thresholds": self.nil_thresholds or None,
+                "examples": len(self.ex_norm), "example_tfidf_weight": self.example_tfidf_weight,
                 "classifier": (self.classifier.meta.get("name") or "mention classifier") if self.classifier is not None else None,
                 "classifier_weight": self.classifier_weight if self.classifier is not None else None}

@@ -56,6 +56,47 @@ def test_nil_threshold_is_applied(medtext_home):
     assert not Linker(ix, bi_encoder=None, nil_threshold=0.0).link([Mention("chest pian", "PROBLEM")])[0].nil
 
 
+def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
+    """A label's own NIL threshold; the examples' TF-IDF term for the labels given only."""
+    ix = ConceptIndex.load(default_index_dir())
+    ms = [Mention("chest pian", "PROBLEM"), Mention("chest pian", "TEST")]
+    loose = Linker(ix, bi_encoder=None).link(ms)
+    score = loose[0].candidates[0].score
+    assert 0.5 <= score < 1.0 and not loose[0].nil  # a fuzzy match: linked at 0.5
+    by_label = Linker(ix, bi_encoder=None, nil_thresholds={"PROBLEM": (score + 1) / 2})
+    r = by_label.link(ms)
+    assert r[0].nil and r[0].candidates[0].code == loose[0].candidates[0].code
+    assert r[1].nil == loose[1].nil  # other labels keep nil_threshold
+    assert by_label.describe()["nil_thresholds"] == {"PROBLEM": (score + 1) / 2}
+    for bad in ({"PROBLEM": 1.5}, {"PROBLEM": "high"}):
+        with pytest.raises(TerminologyError, match="nil_thresholds"):
+            Linker(ix, bi_encoder=None, nil_thresholds=bad)
+    rows = [("sup>sit via log roll to R, min A", "icf", "d4100"), ("lap chole", "snomed", "38102005")]
+    m = [Mention("sup>sit log roll", "FUNCTION"), Mention("lap chole done", "PROCEDURE")]
+
+    def example_scores(weight):
+        out = Linker(ix, bi_encoder=None, examples=rows, example_tfidf_weight=weight).link(m)
+        return [max(c.example for c in x.candidates) for x in out]
+
+    every, function_only, none = example_scores(0.5), example_scores({"FUNCTION": 0.5}), example_scores(0.0)
+    assert every[0] == function_only[0] > none[0]  # FUNCTION keeps its TF-IDF term
+    assert every[1] > function_only[1] == none[1]  # PROCEDURE loses it
+    with pytest.raises(TerminologyError, match="example_tfidf_weight"):
+        Linker(ix, bi_encoder=None, example_tfidf_weight={"FUNCTION": -1})
+
+
+def test_decided_accuracy_counts_links_and_nils(medtext_home):
+    from medtext.corpora.linking_data import LinkingMention
+    from medtext.evaluate import evaluate_linking
+
+    lk = Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, top=25)
+    ms = [LinkingMention("1", "chest pain", ["29857009"], "PROBLEM"),  # linked right
+          LinkingMention("2", "chest pain", ["22298006"], "PROBLEM"),  # linked, wrong code
+          LinkingMention("3", "xqzv wug", [], "PROBLEM")]  # gold NIL, left NIL
+    r = evaluate_linking(lk, ms)
+    assert r["nil"]["decided_accuracy"] == round(2 / 3, 4)
+
+
 def test_empty_terminology(tmp_path):
     data = TerminologyData(sources=[Source(name="empty", version="0")])
     try:

@@ -71,6 +71,45 @@ def test_icf_gold_set_is_valid():
     assert m.context[m.start:m.end] == m.text
 
 
+def test_snomed_gold_set_is_valid(medtext_home, tmp_path):
+    """The team's SNOMED CT-coded notes: the NER corpus's own notes and spans, every code a
+    concept of the default index of a kind the span's label is routed to; the examples read the
+    train notes only."""
+    from medtext.corpora.linking_data import (SNOMED_DIR, check_linked_notes, load_examples, read_linked_notes,
+                                              read_medtext_linking)
+    from medtext.corpora.ner_data import read_annotated
+    from medtext.terminologies.default import default_index_dir
+    from medtext.terminologies.index import ConceptIndex
+
+    index = ConceptIndex.load(default_index_dir())
+    report = check_linked_notes(sorted(SNOMED_DIR.glob("*.jsonl")), index=index)
+    assert report["problems"] == []
+    assert set(report["by_split"]) == {"train", "dev", "test"}
+    assert report["by_split"]["dev"] >= 600 and report["by_split"]["test"] >= 600
+    ner = {n.id: n for n in read_annotated()}
+    notes = read_linked_notes(sorted(SNOMED_DIR.glob("*.jsonl")))
+    assert len({n.id for n in notes}) == len(notes)  # a note is in one split only
+    for note in notes:
+        src = ner[note.id]
+        # dev: the NER corpus's dev notes; test and train: its train notes
+        assert note.text == src.text and src.split == ("dev" if note.split == "dev" else "train")
+        spans = {(a, b, lab) for a, b, lab, _ in note.spans}
+        keep = {"PROCEDURE", "TEST", "TREATMENT"} if note.split == "train" else \
+            {"PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG", "ANATOMY"}
+        assert spans == {s for s in src.spans if s[2] in keep}, note.id
+    train = [m for m in read_medtext_linking(SNOMED_DIR, "train")]
+    assert load_examples("medtext:snomed") == [(m.text, "snomed", c) for m in train for c in m.codes]
+    both = load_examples(["medtext:icf", "medtext:snomed"])
+    assert len(both) == len(load_examples("medtext:icf")) + len(load_examples("medtext:snomed"))
+    # a code of the wrong kind for its label, an unknown one, and SNOMED codes without an index
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "split": "dev", "text": "[appendectomy](PROBLEM|80146002), "
+                               "[chest pain](PROBLEM|29857009), [zzz](PROBLEM|1)"}) + "\n")
+    problems = check_linked_notes([bad], index=index)["problems"]
+    assert len(problems) == 2 and "not routed" in problems[0] and "not in the index" in problems[1]
+    assert "pass the index" in check_linked_notes([bad])["problems"][0]
+
+
 def test_link_markup_errors(tmp_path):
     import pytest
 
@@ -115,7 +154,7 @@ def test_cli_examples_option(tmp_path, medtext_home):
         got[bool(extra)] = json.loads(out.read_text())
     # lexically d4100 ranks first but scores under the NIL threshold; the example makes it sure
     assert got[False]["top1"]["accuracy"] == 0.0 and got[True]["top1"]["accuracy"] == 1.0
-    assert got[True]["examples"] == str(ex) and got[True]["linker"]["examples"] == 1
+    assert got[True]["examples"] == [str(ex)] and got[True]["linker"]["examples"] == 1
     res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--examples", "medtext:nope"])
     assert res.exit_code != 0 and "unknown example set" in res.output
 
