@@ -1,5 +1,6 @@
 """Entity linking accuracy and speed: MedProcNER dev (SNOMED CT procedures, English forms),
-the team's ICF test split and its held-out ICF notes, for each linker configuration.
+the team's ICF test split and its held-out ICF notes, and the team's SNOMED CT-coded dev and
+test notes (``corpora/snomed``), for each linker configuration.
 
     python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...]
 
@@ -32,7 +33,15 @@ Configurations (each needs what the one before it built):
                    ``dense-base-ex-clf-ens``: that classifier and the n-gram one, geometric mean (the
                    ``trf`` preset's); ``lexical-ex-clf-ftn``, ``lexical-ex-clf-ensn``: the same with
                    a fine-tuned classifier that also learnt the index's ICF names
-                   (``medtext:linker_clf_ftn``, ``--finetune --names``).
+                   (``medtext:linker_clf_ftn``, ``--finetune --names``);
+- ``lexical-exs``, ``dense-base-exs``: ``lexical-ex`` /
+                   ``dense-base-ex`` with the SNOMED CT-coded procedures, tests and treatments of
+                   the team's train notes as examples too (``examples = ["medtext:icf",
+                   "medtext:snomed"]``; the SNOMED CT dev and test notes are never seen) and the
+                   presets' NIL thresholds for SNOMED CT labels and example TF-IDF weight
+                   (``PRESET_LINKING``); ``lexical-exs-clf`` (**the default, fast and patient
+                   presets** since 2026-12-01) and ``lexical-exs-clf-ens`` (**the trf preset**) add
+                   their classifiers as above.
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -62,6 +71,10 @@ CLASSIFIERS = {
     "clf-ensn": (["medtext:linker_clf_ftn", "medtext:linker_clf"], "--finetune --names --out "
                  "$MEDTEXT_HOME/models/linker_clf_ftn"),
 }
+# the presets' nil_thresholds (chosen on the SNOMED CT dev notes; ANATOMY and FUNCTION keep nil_threshold 0.5)
+# and example_tfidf_weight (FUNCTION only)
+PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.75},
+                  "example_tfidf_weight": {"FUNCTION": 0.5}}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
 
@@ -73,7 +86,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
     args = p.parse_args()
 
-    from medtext.corpora.linking_data import ICF_DIR, load_examples, read_medprocner, read_medtext_linking
+    from medtext.corpora.linking_data import (ICF_DIR, SNOMED_DIR, load_examples, read_medprocner,
+                                              read_medtext_linking)
     from medtext.evaluate import evaluate_linking
     from medtext.terminologies.default import default_index_dir
     from medtext.terminologies.index import ConceptIndex, TerminologyError, embed_index
@@ -102,9 +116,13 @@ def main() -> None:
         "lexical-ex": (tuned_dir, dict(bi_encoder=None, examples=load_examples(EXAMPLES))),
         "dense-base-ex": (base_dir, dict(bi_encoder="index", examples=load_examples(EXAMPLES))),
         "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=load_examples(EXAMPLES))),
+        "lexical-exs": (tuned_dir, dict(bi_encoder=None, examples=load_examples([EXAMPLES, "medtext:snomed"]),
+                                        **PRESET_LINKING)),
+        "dense-base-exs": (base_dir, dict(bi_encoder="index", examples=load_examples([EXAMPLES, "medtext:snomed"]),
+                                          **PRESET_LINKING)),
     }
     specs = {}  # config -> classifier spec
-    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex"):
+    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs"):
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue
@@ -121,7 +139,9 @@ def main() -> None:
                                                                     classifier_weight=0.5))
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),
             "icf-test": (read_medtext_linking(ICF_DIR, "test"), None),
-            "icf-heldout": (read_medtext_linking(ICF_DIR, "heldout"), None)}
+            "icf-heldout": (read_medtext_linking(ICF_DIR, "heldout"), None),
+            "snomed-notes-dev": (read_medtext_linking(SNOMED_DIR, "dev"), "snomed"),
+            "snomed-notes-test": (read_medtext_linking(SNOMED_DIR, "test"), "snomed")}
     results = {"anchors": ANCHORS, "configs": {}}
     if args.out.exists():  # keep the configurations not run this time
         results["configs"] = json.loads(args.out.read_text()).get("configs", {})
@@ -141,19 +161,20 @@ def main() -> None:
             linker.cache.clear()
             r = evaluate_linking(linker, mentions, system=system)
             results["configs"][name]["sets"][set_name] = r
-            print(f"{name:<18} {set_name:<15} cov {r['coverage']:.3f}  covered @1/@5/@25 "
+            print(f"{name:<18} {set_name:<16} cov {r['coverage']:.3f}  covered @1/@5/@25 "
                   f"{r['acc_covered']['@1']:.3f}/{r['acc_covered']['@5']:.3f}/{r['acc_covered']['@25']:.3f}  "
-                  f"macro-F1 {r['top1']['macro_f1']:.3f}  {r['mentions_per_s']:>7} mentions/s  NIL threshold "
+                  f"macro-F1 {r['top1']['macro_f1']:.3f}  decided {r['nil']['decided_accuracy']:.3f}  "
+                  f"{r['mentions_per_s']:>7} mentions/s  NIL threshold "
                   f"{r['nil_calibration']['best_threshold']:.2f} best", flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print()
-    print(f"{'config':<18} {'set':<15} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'ment/s':>8}")
+    print(f"{'config':<18} {'set':<16} {'@1':>6} {'@5':>6} {'@25':>6} {'all@1':>6} {'F1mac':>6} {'cat F1':>6} {'decid':>6} {'ment/s':>8}")
     for name, c in results["configs"].items():
         for set_name, r in c["sets"].items():
             a = r["acc_covered"]
-            print(f"{name:<18} {set_name:<15} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
+            print(f"{name:<18} {set_name:<16} {a['@1']:>6.3f} {a['@5']:>6.3f} {a['@25']:>6.3f} "
                   f"{r['acc_all']['@1']:>6.3f} {r['top1']['macro_f1']:>6.3f} {r['top1_category']['macro_f1']:>6.3f} "
-                  f"{r['mentions_per_s']:>8}")
+                  f"{r['nil'].get('decided_accuracy', float('nan')):>6.3f} {r['mentions_per_s']:>8}")
     print(f"anchors: ClinLinker MedProcNER covered-style acc@1/5/25 0.663/0.828/0.898; ICF macro-F1 0.84; "
           f"peak RSS {results['peak_rss_mb']} MB")
     args.out.parent.mkdir(parents=True, exist_ok=True)
