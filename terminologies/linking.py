@@ -76,6 +76,11 @@ MIN_FUZZY_CHARS = 3
 EXAMPLE_TFIDF_WEIGHT = 0.5
 
 
+def _not_weight(v, high: float | None = None) -> bool:
+    """True unless ``v`` is a number (not a bool) from 0 to ``high``."""
+    return isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (high is not None and v > high)
+
+
 def _by_label(mentions: list["Mention"], idx: list[int]) -> dict[str, list[int]]:
     """The mention indexes ``idx`` grouped by entity label (each group is one search)."""
     out: dict[str, list[int]] = {}
@@ -157,14 +162,13 @@ class Linker:
         self.rerank_top = rerank_top
         self.dense_weight = dense_weight
         self.nil_threshold = nil_threshold
-        bad = {k: v for k, v in (nil_thresholds or {}).items()
-               if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1}
+        bad = {k: v for k, v in (nil_thresholds or {}).items() if not isinstance(k, str) or _not_weight(v, 1.0)}
         if bad:
             raise TerminologyError(f"nil_thresholds maps an entity label to a threshold in 0..1 (bad: {bad})",
                                    index.path)
         self.nil_thresholds = {k: float(v) for k, v in (nil_thresholds or {}).items()}
         weights = example_tfidf_weight.values() if isinstance(example_tfidf_weight, dict) else [example_tfidf_weight]
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in weights):
+        if any(_not_weight(v) for v in weights):
             raise TerminologyError("example_tfidf_weight is a weight >= 0, or a map from entity label to one "
                                    f"(got {example_tfidf_weight!r})", index.path)
         # a number: every label; a map: its labels, none for the others
