@@ -108,18 +108,17 @@ def main() -> None:
             shutil.rmtree(base_dir, ignore_errors=True)
             shutil.copytree(tuned_dir, base_dir, ignore=shutil.ignore_patterns("embeddings.f16.npy"))
             embed_index(base_dir, "all-MiniLM-L6-v2")
+    icf_ex, both_ex = load_examples(EXAMPLES), load_examples([EXAMPLES, "medtext:snomed"])
     settings = {
         "lexical": (tuned_dir, dict(bi_encoder=None)),
         "dense-base": (base_dir, dict(bi_encoder="index")),
         "dense-tuned": (tuned_dir, dict(bi_encoder="medtext:linker_bi")),
         "rerank": (tuned_dir, dict(bi_encoder="medtext:linker_bi", cross_encoder="medtext:linker_cross")),
-        "lexical-ex": (tuned_dir, dict(bi_encoder=None, examples=load_examples(EXAMPLES))),
-        "dense-base-ex": (base_dir, dict(bi_encoder="index", examples=load_examples(EXAMPLES))),
-        "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=load_examples(EXAMPLES))),
-        "lexical-exs": (tuned_dir, dict(bi_encoder=None, examples=load_examples([EXAMPLES, "medtext:snomed"]),
-                                        **PRESET_LINKING)),
-        "dense-base-exs": (base_dir, dict(bi_encoder="index", examples=load_examples([EXAMPLES, "medtext:snomed"]),
-                                          **PRESET_LINKING)),
+        "lexical-ex": (tuned_dir, dict(bi_encoder=None, examples=icf_ex)),
+        "dense-base-ex": (base_dir, dict(bi_encoder="index", examples=icf_ex)),
+        "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=icf_ex)),
+        "lexical-exs": (tuned_dir, dict(bi_encoder=None, examples=both_ex, **PRESET_LINKING)),
+        "dense-base-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, **PRESET_LINKING)),
     }
     specs = {}  # config -> classifier spec
     for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs"):
