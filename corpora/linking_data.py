@@ -100,8 +100,8 @@ _ICF_CODE = re.compile(r"^[bsde]\d+$")
 def load_examples(spec: str | list[str]) -> list[tuple[str, str, str]]:
     """(text, system, code) linking examples from ``spec``: ``"medtext:icf"`` (the team's ICF
     notes, train and dev splits; ``"medtext:icf-train"`` / ``"medtext:icf-dev"`` for one of
-    them: the test split stays unseen), ``"medtext:snomed"`` (the SNOMED CT-coded procedures,
-    tests and treatments of the team's train notes), a JSONL file (or folder of them) of
+    them: the test split stays unseen), ``"medtext:snomed"`` (the SNOMED CT-coded spans of the
+    team's train clinical notes), a JSONL file (or folder of them) of
     ``{"text", "system", "code"}`` rows, or of linked notes in the team's markup
     (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT); a list of specs is
     their union. A malformed row is an :class:`InputError` naming file:line."""

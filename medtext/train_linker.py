@@ -1,7 +1,9 @@
 """``medtext train linker``: fine-tune the linker's bi-encoder and train its cross-encoder.
 
 Training data comes only from the terminology index and the team's own linked notes
-(``corpora/icf``, their ``train`` and ``dev`` splits; the ``test`` split is never read here):
+(``corpora/icf``, their ``train`` and ``dev`` splits, and the SNOMED CT-coded clinical notes
+of ``corpora/snomed``, their ``train`` split; test, held-out and the SNOMED CT dev notes are never
+read here):
 
 1. **Bi-encoder** (SapBERT-style). Pairs of names of the same concept (synonym/synonym,
    synonym/preferred term, definition/preferred term) and (team mention, gold concept term),
@@ -56,11 +58,15 @@ def _concept_texts(index) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[
 
 
 def team_mentions(splits: tuple[str, ...] = ("train", "dev")) -> list[tuple[str, str, str, str]]:
-    """(mention, label, system, code) of the team's linked notes of ``splits`` (single-code)."""
-    from medtext.corpora.linking_data import ICF_DIR, read_medtext_linking
+    """(mention, label, system, code) of the team's linked notes (single-code): the ICF notes of
+    ``splits`` and the SNOMED CT-coded clinical notes of the train split (their dev and test
+    splits are evaluation data)."""
+    from medtext.corpora.linking_data import ICF_DIR, SNOMED_DIR, read_medtext_linking
 
-    return [(m.text, m.label, "icf", m.codes[0]) for m in read_medtext_linking(ICF_DIR, splits)
-            if len(m.codes) == 1]
+    return ([(m.text, m.label, "icf", m.codes[0]) for m in read_medtext_linking(ICF_DIR, splits)
+             if len(m.codes) == 1]
+            + [(m.text, m.label, "snomed", m.codes[0]) for m in read_medtext_linking(SNOMED_DIR, "train")
+               if len(m.codes) == 1])
 
 
 def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size: int = 64,

@@ -7,7 +7,10 @@ American by :func:`terminologies.derived.americanize`, so "haemodialysis" finds 
 three steps: exact normalised matches score 1.0; otherwise candidates are the synonyms sharing
 a content token (or a token prefix of 4+ letters) with the query, scored with rapidfuzz
 (mean of ``ratio`` and ``token_set_ratio``); when nothing shares a token, a fuzzy scan of all
-terms catches misspellings. Scores are per synonym; a concept takes its best synonym's score.
+terms catches misspellings. The query without laterality and severity words and with plurals made
+singular (:meth:`LexicalRetriever.variant`: "mild R forearm pain" -> "forearm pain") is matched
+the same way, its scores times ``VARIANT_WEIGHT``. Scores are per synonym; a concept takes its
+best synonym's score.
 Ties go to the concept with more agreeing synonyms, then the preferred term over a synonym.
 """
 
@@ -26,6 +29,15 @@ from .index import SYNONYM_TYPES, normalize
 _TOKEN = re.compile(r"[a-z0-9]+")
 STOPWORDS = frozenset("a an and the of in on at to for with by or nos from as is".split())
 MAX_CANDIDATES = 20000
+# words a mention adds to a concept's name without changing what it is (laterality, severity):
+# "R forearm pain" is Pain in forearm, "bilateral feet" Foot structure (the coding rule: the
+# concept without the detail). The query without them is searched too, its scores times
+# VARIANT_WEIGHT, so a name with the detail still wins
+MODIFIERS = frozenset("left right l r lt rt bilateral bilat bil b/l both unilateral mild mildly moderate "
+                      "moderately severe severely slight slightly marked markedly minimal".split())
+IRREGULAR_PLURALS = {"feet": "foot", "teeth": "tooth", "emboli": "embolus", "thrombi": "thrombus",
+                     "calculi": "calculus", "bronchi": "bronchus", "vertebrae": "vertebra", "ova": "ovum"}
+VARIANT_WEIGHT = 0.95
 
 
 def tokens(text: str) -> list[str]:
@@ -135,6 +147,24 @@ class LexicalRetriever:
         return cls(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
                    syn.column("term").to_pylist(), syn.column("type").to_pylist(), concept_terms)
 
+    def singular(self, word: str) -> str:
+        """A plural word's singular when the index knows it as a word ("legs" -> "leg",
+        "extremities" -> "extremity", "metastases" -> "metastasis"), else the word."""
+        if word in IRREGULAR_PLURALS:
+            return IRREGULAR_PLURALS[word]
+        if len(word) < 4 or not word.endswith("s") or word.endswith(("ss", "us", "is")):
+            return word
+        for cut, add in (("ies", "y"), ("ses", "sis"), ("es", ""), ("s", "")):
+            if word.endswith(cut) and (word[:-len(cut)] + add) in self.by_token:
+                return word[:-len(cut)] + add
+        return word
+
+    def variant(self, q: str) -> str:
+        """``q`` (a :meth:`key`) without modifier words and with plurals made singular; ``q``
+        itself when nothing changes or nothing would be left."""
+        words = [self.singular(w) for w in q.split() if w not in MODIFIERS]
+        return " ".join(words) if words and tokens(" ".join(words)) else q
+
     def _candidates(self, q: str) -> set[int]:
         found: set[int] = set()
         for tok in tokens(q):
@@ -146,20 +176,11 @@ class LexicalRetriever:
                 found.update(self.by_prefix.get(tok[:4], ())[:MAX_CANDIDATES])
         return found
 
-    def search_rows(self, query: str, *, k: int = 10, system: str | None = None) -> tuple[numpy.ndarray, numpy.ndarray]:
-        """The top ``k`` concepts for ``query`` as (synonym row of each concept's best match, its
-        score), best first; :meth:`search` describes them as dicts.
-
-        A concept's best row has the highest score, then the best synonym type, then the earliest
-        place among the query's matches (exact, fuzzy scan, shared-token candidates). Concepts
-        rank by score, then number of exact synonyms, best row's type, shorter preferred term,
-        then that place."""
+    def _matches(self, q: str) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Synonym rows matching the key ``q`` and their scores: exact matches (1.0), then the
+        fuzzy scan when nothing shares a token, then the shared-token candidates."""
         from rapidfuzz import fuzz, process
 
-        empty = (numpy.zeros(0, dtype=numpy.int64), numpy.zeros(0, dtype=numpy.float64))
-        q = self.key(query)
-        if not q:
-            return empty
         rows = list(self.exact.get(q, ()))
         scores = [1.0] * len(rows)
         # minus dict keys, not a set: the result's iteration order is the ranking's last tie-break,
@@ -179,6 +200,26 @@ class LexicalRetriever:
             sims = numpy.minimum(fuzzy_matrix([q], [self.norm[i] for i in extra.tolist()], numpy.float64)[0], 0.99)
             rows_a = numpy.concatenate([rows_a, extra])
             scores_a = numpy.concatenate([scores_a, sims])
+        return rows_a, scores_a
+
+    def search_rows(self, query: str, *, k: int = 10, system: str | None = None) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """The top ``k`` concepts for ``query`` as (synonym row of each concept's best match, its
+        score), best first; :meth:`search` describes them as dicts.
+
+        A concept's best row has the highest score, then the best synonym type, then the earliest
+        place among the query's matches (exact, fuzzy scan, shared-token candidates). Concepts
+        rank by score, then number of exact synonyms, best row's type, shorter preferred term,
+        then that place."""
+        empty = (numpy.zeros(0, dtype=numpy.int64), numpy.zeros(0, dtype=numpy.float64))
+        q = self.key(query)
+        if not q:
+            return empty
+        rows_a, scores_a = self._matches(q)
+        v = self.variant(q) if VARIANT_WEIGHT > 0 else q
+        if v != q:  # the query without modifiers / plurals: its matches count a little less
+            rows_v, scores_v = self._matches(v)
+            rows_a = numpy.concatenate([rows_a, rows_v])
+            scores_a = numpy.concatenate([scores_a, scores_v * VARIANT_WEIGHT])
         if system is not None:
             if system not in self.system_id:
                 return empty

@@ -94,11 +94,15 @@ def test_snomed_gold_set_is_valid(medtext_home, tmp_path):
         # dev: the NER corpus's dev notes; test and train: its train notes
         assert note.text == src.text and src.split == ("dev" if note.split == "dev" else "train")
         spans = {(a, b, lab) for a, b, lab, _ in note.spans}
-        keep = {"PROCEDURE", "TEST", "TREATMENT"} if note.split == "train" else \
-            {"PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG", "ANATOMY"}
+        keep = {"PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG", "ANATOMY"}  # every label but FUNCTION
         assert spans == {s for s in src.spans if s[2] in keep}, note.id
     train = [m for m in read_medtext_linking(SNOMED_DIR, "train")]
     assert load_examples("medtext:snomed") == [(m.text, "snomed", c) for m in train for c in m.codes]
+    # `medtext train linker` reads the train split too, never dev or test
+    from medtext.train_linker import team_mentions
+    team = [t for t in team_mentions() if t[2] == "snomed"]
+    assert team == [(m.text, m.label, "snomed", m.codes[0]) for m in train if len(m.codes) == 1]
+    assert {lab for _, lab, _, _ in team} == {"PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG", "ANATOMY"}
     both = load_examples(["medtext:icf", "medtext:snomed"])
     assert len(both) == len(load_examples("medtext:icf")) + len(load_examples("medtext:snomed"))
     # a code of the wrong kind for its label, an unknown one, and SNOMED codes without an index

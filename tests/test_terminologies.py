@@ -284,12 +284,17 @@ def test_dense_search_with_packaged_minilm(tmp_path):
 
 def _reference_ranking(r, query, k, system=None):
     """The lexical ranking spelt out one synonym at a time (what search_rows computes with numpy)."""
-    from medtext.terminologies.index import normalize
+    from medtext.terminologies import retrieval
     from medtext.terminologies.retrieval import fuzzy_score
 
-    q = normalize(query)
-    hits = [(i, 1.0 if n == q else min(fuzzy_score(q, n), 0.99)) for i, n in enumerate(r.norm)
-            if n == q or i in r._candidates(q)]
+    def matches(q, weight):
+        return [(i, weight * (1.0 if n == q else min(fuzzy_score(q, n), 0.99))) for i, n in enumerate(r.norm)
+                if n == q or i in r._candidates(q)]
+
+    q = r.key(query)
+    hits = matches(q, 1.0)
+    if r.variant(q) != q and retrieval.VARIANT_WEIGHT > 0:  # without modifiers, singular: weighted
+        hits += matches(r.variant(q), retrieval.VARIANT_WEIGHT)
     best: dict = {}
     for place, (i, s) in enumerate(hits):
         key = (r.systems[i], r.codes[i])
@@ -336,6 +341,31 @@ def test_lexical_ranking_tie_breaks():
                 == _reference_ranking(r, q, 20, system), (q, system)
     rows_, scores = r.search_rows("knee pain", k=2, system="s")
     assert [r.codes[i] for i in rows_] == ["A", "B"] and scores.tolist() == [1.0, 1.0]
+
+
+def test_lexical_query_without_modifiers_and_plurals():
+    """Laterality and severity words and plurals: the query without them is searched too, at
+    VARIANT_WEIGHT, so "mild R forearm pain" finds forearm pain and a name with the detail wins."""
+    from medtext.terminologies import retrieval
+    from medtext.terminologies.retrieval import LexicalRetriever
+
+    rows = [("s", "A", "forearm pain", "synonym"), ("s", "A", "Pain in forearm", "preferred"),
+            ("s", "B", "Mild pain", "preferred"), ("s", "C", "Foot structure", "preferred"),
+            ("s", "C", "foot", "synonym"), ("s", "D", "Lower extremity", "preferred"),
+            ("s", "E", "Severe forearm pain", "preferred"), ("s", "F", "Diabetes", "preferred"),
+            ("s", "G", "Metastasis", "preferred"), ("s", "H", "Leg", "preferred")]
+    r = LexicalRetriever(*map(list, zip(*rows)), {})
+    assert r.variant("mild r forearm pain") == "forearm pain"
+    assert r.variant("bilateral lower extremities") == "lower extremity"
+    assert r.variant("b/l feet") == "foot" and r.variant("legs") == "leg"
+    assert r.variant("diabetes") == "diabetes" and r.variant("metastases") == "metastasis"
+    assert r.variant("left") == "left" and r.variant("glass") == "glass"  # nothing left / not a plural
+    top = r.search("mild R forearm pain", k=3)[0]
+    assert top["code"] == "A" and top["score"] == round(retrieval.VARIANT_WEIGHT, 4)
+    assert r.search("severe forearm pain", k=1)[0]["code"] == "E"  # the exact name with the detail
+    assert r.search("bilateral feet", k=1)[0]["code"] == "C" and r.search("legs", k=1)[0]["code"] == "H"
+    for q in ("mild R forearm pain", "bilateral feet", "legs", "severe forearm pain"):
+        assert [(h["code"], h["score"], h["matched"]) for h in r.search(q, k=20)] == _reference_ranking(r, q, 20)
 
 
 # --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
