@@ -248,8 +248,6 @@ class Linker:
                                    f"holds {self.index.embeddings.shape[1]}-d ones: re-embed it", self.index.path)
 
     def _setup_examples(self, examples: list[tuple[str, str, str]]) -> None:
-        from .retrieval import CharNgramTfidf
-
         rows, unknown = [], []
         for text, system, code in examples:
             c = self._cid(system, code)
@@ -263,7 +261,7 @@ class Linker:
                         len(unknown), ", ".join(sorted(set(unknown))[:3]))
         rows = sorted(set(rows))
         self.ex_norm = [r[0] for r in rows]
-        self.ex_tfidf = CharNgramTfidf(self.ex_norm) if rows else None
+        self._ex_tfidf: dict = {}  # label -> CharNgramTfidf fitted on its route's examples (when used)
         self.ex_concept = numpy.array([r[1] for r in rows], dtype=numpy.int64)
         if self.bi_model is not None and rows:
             self.ex_vecs = self.bi_model.encode([r[2] for r in rows], batch_size=self.batch_size,
@@ -323,7 +321,7 @@ class Linker:
         """Score every routed mention against the annotated examples of its route; add their
         concepts to the pool (with their lexical score when ``spare`` holds one) and keep each
         concept's best example score in ``example``."""
-        from .retrieval import fuzzy_matrix
+        from .retrieval import CharNgramTfidf, fuzzy_matrix
 
         for label, idx in _by_label(mentions, routed).items():
             cols = numpy.flatnonzero(self.route_concepts(label)[self.ex_concept])
@@ -332,12 +330,15 @@ class Linker:
             norms = [self.ex_norm[j] for j in cols]
             qs = [normalize(queries[i]) for i in idx]
             # string similarity to an example: rapidfuzz's, plus example_tfidf_weight x the cosine of
-            # character n-gram TF-IDF over the examples (rare shared fragments count more)
+            # character n-gram TF-IDF over the route's examples (fragments rare among them count
+            # more; another system's examples do not change the weights)
             w = self.example_tfidf_weight
             w = float(w.get(label, 0.0)) if isinstance(w, dict) else float(w)
             lex = fuzzy_matrix(qs, norms)
             if w:
-                lex = lex + w * self.ex_tfidf.matrix(qs)[:, cols]
+                if label not in self._ex_tfidf:
+                    self._ex_tfidf[label] = CharNgramTfidf(norms)
+                lex = lex + w * self._ex_tfidf[label].matrix(qs)
             lex = numpy.minimum(lex, 0.99)
             exact = numpy.array(qs, dtype=object)[:, None] == numpy.array(norms, dtype=object)[None, :]
             lex[exact] = 1.0

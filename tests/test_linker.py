@@ -81,6 +81,12 @@ def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
     every, function_only, none = example_scores(0.5), example_scores({"FUNCTION": 0.5}), example_scores(0.0)
     assert every[0] == function_only[0] > none[0]  # FUNCTION keeps its TF-IDF term
     assert every[1] > function_only[1] == none[1]  # PROCEDURE loses it
+    # the TF-IDF is fitted on the route's own examples: another system's leave FUNCTION's alone
+    more = rows + [("sup>sit lap chole via log roll", "snomed", "38102005")]
+    alone = [Mention("sup>sit", "FUNCTION")]  # a partial match: its score is not capped at 0.99
+    one, two = (Linker(ix, bi_encoder=None, examples=ex, example_tfidf_weight=0.5).link(alone)[0]
+                for ex in (rows, more))
+    assert max(c.example for c in one.candidates) == max(c.example for c in two.candidates) < 0.99
     with pytest.raises(TerminologyError, match="example_tfidf_weight"):
         Linker(ix, bi_encoder=None, example_tfidf_weight={"FUNCTION": -1})
 
