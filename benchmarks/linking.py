@@ -73,7 +73,7 @@ CLASSIFIERS = {
 }
 # the presets' nil_thresholds (chosen on the SNOMED CT dev notes; ANATOMY and FUNCTION keep nil_threshold 0.5)
 # and example_tfidf_weight (FUNCTION only)
-PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.75},
+PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.85},
                   "example_tfidf_weight": {"FUNCTION": 0.5}}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 

@@ -185,3 +185,20 @@ def test_cli_classifier_option(tmp_path, medtext_home):
     res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext",
                                    "--classifier", str(tmp_path / "none")])
     assert res.exit_code != 0 and "no mention classifier here" in res.output
+
+
+def test_benchmark_measures_the_presets_linking_settings():
+    """benchmarks/linking.py's `-exs` configurations use the presets' nil_thresholds and
+    example_tfidf_weight, so the figures the README quotes for the presets are theirs."""
+    import importlib.util
+
+    from thinc.api import Config
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_linking", root / "benchmarks" / "linking.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for preset in ("default", "fast", "patient", "trf"):
+        linker = Config().from_disk(root / "configs" / f"{preset}.cfg", interpolate=False)["components"]["medtext_linker"]
+        assert {k: linker[k] for k in bench.PRESET_LINKING} == bench.PRESET_LINKING, preset
+        assert linker["examples"] == ["medtext:icf", "medtext:snomed"], preset
