@@ -35,7 +35,7 @@ Configurations (each needs what the one before it built):
                    a fine-tuned classifier that also learnt the index's ICF names
                    (``medtext:linker_clf_ftn``, ``--finetune --names``);
 - ``lexical-exs``, ``dense-base-exs``: ``lexical-ex`` /
-                   ``dense-base-ex`` with the SNOMED CT-coded procedures, tests and treatments of
+                   ``dense-base-ex`` with the SNOMED CT-coded spans (every label but FUNCTION) of
                    the team's train notes as examples too (``examples = ["medtext:icf",
                    "medtext:snomed"]``; the SNOMED CT dev and test notes are never seen) and the
                    presets' NIL thresholds for SNOMED CT labels and example TF-IDF weight

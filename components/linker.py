@@ -16,7 +16,7 @@ was embedded with; or a sentence-transformers name/path, which must match the in
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
 train linker``). ``examples`` adds annotated mentions as extra names of their concepts
 (``"medtext:icf"``: the team's ICF train and dev notes; ``"medtext:snomed"``: the SNOMED
-CT-coded procedures, tests and treatments of the team's train notes; or a JSONL path, see
+CT-coded spans (every label but FUNCTION) of the team's train clinical notes; or a JSONL path, see
 :func:`medtext.corpora.linking_data.load_examples`; a list of them is their union), each scored
 by string similarity plus ``example_tfidf_weight`` times a character n-gram TF-IDF cosine (a
 number for every label, or a map from label to weight; the presets give it to FUNCTION only). ``classifier`` re-ranks with a mention

@@ -43,8 +43,8 @@ def read_medprocner(path: Path) -> list[LinkingMention]:
 # "NIL" for a mention no category fits. One note per JSONL line: {"id", "kind", "split", "text"}.
 _LINK_MARK = re.compile(r"\[([^\[\]]+)\]\(([A-Z]+)\|([A-Za-z0-9.+\-]+)\)")
 ICF_DIR = Path(__file__).resolve().parent / "icf"
-# the NER corpus's notes with SNOMED CT codes (dev and test: every span but FUNCTION; train:
-# the PROCEDURE, TEST and TREATMENT spans), see corpora/GUIDELINES.md
+# the NER corpus's notes with SNOMED CT codes (every span but FUNCTION; dev, test and the
+# train split the examples read), see corpora/GUIDELINES.md
 SNOMED_DIR = Path(__file__).resolve().parent / "snomed"
 
 
