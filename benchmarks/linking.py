@@ -40,8 +40,11 @@ Configurations (each needs what the one before it built):
                    "medtext:snomed"]``; the SNOMED CT dev and test notes are never seen) and the
                    presets' NIL thresholds for SNOMED CT labels and example TF-IDF weight
                    (``PRESET_LINKING``); ``lexical-exs-clf`` (**the default, fast and patient
-                   presets** since 2026-12-01) and ``lexical-exs-clf-ens`` (**the trf preset**) add
-                   their classifiers as above.
+                   presets** since 2026-12-01) and ``lexical-exs-clf-ens`` (the trf preset until
+                   2026-12-02) add their classifiers as above;
+- ``dense-snomed-exs``, ``dense-snomed-exs-clf-ens`` (**the trf preset**): ``dense-base-exs``
+                   with FUNCTION linked lexically (``TRF_LINKING``: ``dense_weights =
+                   {"FUNCTION": 0.0}``), all-MiniLM-L6-v2 candidates for the SNOMED CT labels.
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -75,6 +78,8 @@ CLASSIFIERS = {
 # and example_tfidf_weight (FUNCTION only)
 PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.85},
                   "example_tfidf_weight": {"FUNCTION": 0.5}}
+# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels, FUNCTION lexical
+TRF_LINKING = {"dense_weights": {"FUNCTION": 0.0}}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
 
@@ -119,9 +124,10 @@ def main() -> None:
         "dense-tuned-ex": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=icf_ex)),
         "lexical-exs": (tuned_dir, dict(bi_encoder=None, examples=both_ex, **PRESET_LINKING)),
         "dense-base-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, **PRESET_LINKING)),
+        "dense-snomed-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, **PRESET_LINKING, **TRF_LINKING)),
     }
     specs = {}  # config -> classifier spec
-    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs"):
+    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs", "dense-snomed-exs"):
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue

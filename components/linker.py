@@ -12,7 +12,9 @@ FUNCTION -> ICF activities and body functions, ...), the linker ranks concepts o
 - ``ent._.linked``: True when linked, False for NIL.
 
 Models are config: ``bi_encoder`` (``null`` = lexical only; ``"index"`` = the model the index
-was embedded with; or a sentence-transformers name/path, which must match the index) and
+was embedded with; or a sentence-transformers name/path, which must match the index; its cosine
+weighs ``dense_weight`` in the fused score, or what ``dense_weights`` gives the entity's label, 0
+for lexical linking of that label) and
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
 train linker``). ``examples`` adds annotated mentions as extra names of their concepts
 (``"medtext:icf"``: the team's ICF train and dev notes; ``"medtext:snomed"``: the SNOMED
@@ -48,7 +50,8 @@ class EntityLinker:
                  use_context: bool, device: str, batch_size: int, cache_size: int, ann: str,
                  examples: str | list[str] | None = None, classifier: str | list[str] | None = None,
                  classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
-                 example_tfidf_weight: float | dict[str, float] = 0.5):
+                 example_tfidf_weight: float | dict[str, float] = 0.5,
+                 dense_weights: dict[str, float] | None = None):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -90,7 +93,8 @@ class EntityLinker:
                                  device=None if device == "cpu" else device,
                                  batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows,
                                  classifier=clf, classifier_weight=classifier_weight,
-                                 nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight)
+                                 nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
+                                 dense_weights=dense_weights)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -149,7 +153,8 @@ class EntityLinker:
                     "nil_threshold": 0.5, "rerank_weight": 0.3, "use_context": False, "device": "cpu",
                     "batch_size": 64,
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
-                    "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5},
+                    "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
+                    "dense_weights": None},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -157,11 +162,13 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 use_context: bool, device: str, batch_size: int, cache_size: int,
                 ann: str, examples: str | list[str] | None, classifier: str | list[str] | None,
                 classifier_weight: float, nil_thresholds: dict[str, float] | None,
-                example_tfidf_weight: float | dict[str, float]) -> EntityLinker:
+                example_tfidf_weight: float | dict[str, float],
+                dense_weights: dict[str, float] | None) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
                         rerank_weight=rerank_weight, use_context=use_context,
                         device=device, batch_size=batch_size, cache_size=cache_size, ann=ann,
                         examples=examples, classifier=classifier, classifier_weight=classifier_weight,
-                        nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight)
+                        nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
+                        dense_weights=dense_weights)

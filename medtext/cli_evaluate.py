@@ -132,6 +132,9 @@ def linking(
     cross_encoder: Optional[str] = typer.Option(None, help="Re-rank with this CrossEncoder (name, path, "
                                                            "or medtext:linker_cross after `medtext train linker`)"),
     dense_weight: float = typer.Option(0.6, help="Fused score = w * cosine + (1 - w) * lexical score"),
+    dense_weight_for: Optional[list[str]] = typer.Option(
+        None, help="LABEL=VALUE: this dense weight for mentions of that label (repeatable; 0: lexical), as "
+                   "the trf preset's dense_weights (FUNCTION=0)"),
     nil_threshold: float = typer.Option(0.5, help="Top-1 scores below this are NIL"),
     nil_threshold_for: Optional[list[str]] = typer.Option(
         None, help="LABEL=VALUE: this NIL threshold for mentions of that label (repeatable), as the "
@@ -178,6 +181,7 @@ def linking(
 
     per_label = label_values(nil_threshold_for, "--nil-threshold-for")
     tfidf = label_values(example_tfidf_for, "--example-tfidf-for")
+    dense_by_label = label_values(dense_weight_for, "--dense-weight-for")
     try:
         mentions = read_medprocner(data) if fmt == "medprocner" else read_medtext_linking(data, split)
         if not mentions:
@@ -188,13 +192,15 @@ def linking(
                         use_context=use_context, examples=load_examples(examples) if examples else None,
                         classifier=load_classifier(classifier) if classifier else None,
                         classifier_weight=classifier_weight, nil_thresholds=per_label or None,
+                        dense_weights=dense_by_label or None,
                         **({"example_tfidf_weight": tfidf} if tfidf else {}))
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
     r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples or None,
               "classifier": classifier or None})
-    how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight})"
+    how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight}" + \
+        "".join(f", {k} {v}" for k, v in dense_by_label.items()) + ")"
     if cross_encoder:
         how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
     if examples:

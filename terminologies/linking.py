@@ -11,7 +11,10 @@ Three stages, each optional after the first:
    the routed rows, or a faiss HNSW graph when a route has more than ``ann_min_rows`` rows,
    see :mod:`.ann`; one encoder call per batch of mentions). Every candidate of either channel
    gets both scores (its best synonym's cosine and its best synonym's string score) and a
-   fused score ``dense_weight * cosine + (1 - dense_weight) * lexical``.
+   fused score ``dense_weight * cosine + (1 - dense_weight) * lexical``. ``dense_weights`` gives
+   a label its own weight; a label whose weight is 0 is linked lexically (no encoder call, no
+   dense candidates: the ``trf`` preset keeps FUNCTION mentions, which its classifiers re-rank,
+   lexical).
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
    ``medtext train linker``) scores (mention, candidate term) pairs for the top
    ``rerank_top`` candidates; the score becomes ``rerank_weight * probability + (1 -
@@ -152,7 +155,8 @@ class Linker:
                  cache_size: int = 100_000, ann: str = "auto", ann_min_rows: int = 100_000,
                  examples: list[tuple[str, str, str]] | None = None, classifier=None,
                  classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
-                 example_tfidf_weight: float | dict[str, float] = EXAMPLE_TFIDF_WEIGHT):
+                 example_tfidf_weight: float | dict[str, float] = EXAMPLE_TFIDF_WEIGHT,
+                 dense_weights: dict[str, float] | None = None):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -167,6 +171,11 @@ class Linker:
             raise TerminologyError(f"nil_thresholds maps an entity label to a threshold in 0..1 (bad: {bad})",
                                    index.path)
         self.nil_thresholds = {k: float(v) for k, v in (nil_thresholds or {}).items()}
+        bad = {k: v for k, v in (dense_weights or {}).items() if not isinstance(k, str) or _not_weight(v, 1.0)}
+        if bad:
+            raise TerminologyError(f"dense_weights maps an entity label to a weight in 0..1 (bad: {bad})",
+                                   index.path)
+        self.dense_weights = {k: float(v) for k, v in (dense_weights or {}).items()}
         weights = example_tfidf_weight.values() if isinstance(example_tfidf_weight, dict) else [example_tfidf_weight]
         if any(_not_weight(v) for v in weights):
             raise TerminologyError("example_tfidf_weight is a weight >= 0, or a map from entity label to one "
@@ -220,15 +229,22 @@ class Linker:
             self.cross = load_model(cross_encoder, device=device, kind="cross")
             self.definitions = first_definitions(index)
 
+    def dense_w(self, label: str) -> float:
+        """The weight of the cosine in ``label``'s fused score; 0: linked lexically."""
+        return 0.0 if self.bi_model is None else self.dense_weights.get(label, self.dense_weight)
+
     # --- setup -----------------------------------------------------------------------------
     def _setup_dense(self, bi_encoder: str) -> None:
         from .embeddings import load_model, resolve_model
 
         emb = self.index.meta.get("embedding")
         if self.index.embeddings is None or not emb:
+            model = "all-MiniLM-L6-v2" if bi_encoder == "index" else bi_encoder
             raise TerminologyError(
-                "the linker's bi_encoder needs an index with embeddings: run `medtext terminology "
-                "embed --model MODEL` on it (or set bi_encoder = null for lexical linking)", self.index.path)
+                "the linker's bi_encoder needs an index with embeddings: run `medtext terminology embed "
+                f"--model {model} --index {self.index.path}` (all-MiniLM-L6-v2 is packaged; `make embed-index` "
+                "embeds the default index with it, about 2 min on 2 CPUs), or set bi_encoder = null for "
+                "lexical linking", self.index.path)
         name = emb["model"] if bi_encoder == "index" else bi_encoder
         model_id = resolve_model(name)[1]
         if model_id != emb["model"]:
@@ -264,9 +280,17 @@ class Linker:
         self._ex_tfidf: dict = {}  # label -> CharNgramTfidf fitted on its route's examples (when used)
         self.ex_concept = numpy.array([r[1] for r in rows], dtype=numpy.int64)
         if self.bi_model is not None and rows:
-            self.ex_vecs = self.bi_model.encode([r[2] for r in rows], batch_size=self.batch_size,
-                                                normalize_embeddings=True, convert_to_numpy=True,
-                                                show_progress_bar=False).astype("float32")
+            # only the examples a label with a dense weight can meet are encoded (zeros elsewhere)
+            met = numpy.zeros(len(self.c_code), dtype=bool)
+            for label in self.routes:
+                if self.dense_w(label) > 0:
+                    met |= self.route_concepts(label)
+            enc = numpy.flatnonzero(met[self.ex_concept])
+            self.ex_vecs = numpy.zeros((len(rows), self.index.embeddings.shape[1]), dtype="float32")
+            if len(enc):
+                self.ex_vecs[enc] = self.bi_model.encode([rows[j][2] for j in enc], batch_size=self.batch_size,
+                                                         normalize_embeddings=True, convert_to_numpy=True,
+                                                         show_progress_bar=False).astype("float32")
 
     def _setup_classifier(self, clf) -> None:
         clf.check_encoder(device=self.device)  # loads it now: errors surface here
@@ -292,6 +316,7 @@ class Linker:
             vectors = None
             if self.classifier.encoder:  # the bi-encoder's vectors when it is the same model
                 vectors = qv[[qrow[i] for i in idx]] if qv is not None and self.classifier.encoder == self.bi_name \
+                    and all(i in qrow for i in idx) \
                     else self.classifier.embed(texts, batch_size=self.batch_size, device=self.device)
             probs = self.classifier.predict_proba(texts, vectors)
             probs[:, ~allowed] = 0.0
@@ -343,9 +368,10 @@ class Linker:
             exact = numpy.array(qs, dtype=object)[:, None] == numpy.array(norms, dtype=object)[None, :]
             lex[exact] = 1.0
             fused = lex
-            if qv is not None and self.ex_vecs is not None:
+            wd = self.dense_w(label)
+            if wd > 0 and qv is not None and self.ex_vecs is not None:
                 cos = qv[[qrow[i] for i in idx]] @ self.ex_vecs[cols].T
-                fused = self.dense_weight * cos + (1 - self.dense_weight) * lex
+                fused = wd * cos + (1 - wd) * lex
             uniq, inv = numpy.unique(self.ex_concept[cols], return_inverse=True)
             # only as many example concepts as can end up in the returned list: any other
             # concept that scores well on its synonyms comes from the other channels
@@ -422,6 +448,7 @@ class Linker:
         # reach the returned list through an example, so it waits in spare[i] (no Candidate made)
         # and the example channel takes it from there.
         place: dict[int, dict[int, int]] = {}
+        dense = [i for i in routed if self.dense_w(mentions[i].label) > 0]  # mentions with a dense channel
         spare: dict[int, dict[int, tuple[float, str]]] = {i: {} for i in routed}
         for i in routed:
             mask = self.route_concepts(mentions[i].label)
@@ -436,7 +463,7 @@ class Linker:
                     found.setdefault(int(cs[j]), (round(float(scores[j]), 4), self.lexical.terms[rows[j]]))
             place[i] = {c: n for n, c in enumerate(found)}
             cut = 0.0
-            if self.bi_model is None and len(found) > keep:
+            if i not in dense and len(found) > keep:
                 cut = sorted((sc for sc, _ in found.values()), reverse=True)[keep - 1]
             for c, (sc, matched) in found.items():
                 if 0.0 < sc < cut:
@@ -444,11 +471,11 @@ class Linker:
                 else:
                     pools[i][c] = self._candidate(c, lexical=sc, matched=matched)
         # dense channel: one encoder call, then a search per label (exact, or HNSW when large)
-        qv, qrow = None, {i: j for j, i in enumerate(routed)}
-        if self.bi_model is not None:
-            qv = self.bi_model.encode([queries[i] for i in routed], batch_size=self.batch_size,
+        qv, qrow = None, {i: j for j, i in enumerate(dense)}
+        if dense:
+            qv = self.bi_model.encode([queries[i] for i in dense], batch_size=self.batch_size,
                                       normalize_embeddings=True, convert_to_numpy=True).astype("float32")
-            for label, idx in _by_label(mentions, routed).items():
+            for label, idx in _by_label(mentions, dense).items():
                 rows = self._route_rows[label]
                 if not len(rows):
                     continue
@@ -464,8 +491,8 @@ class Linker:
         if self.ex_norm:
             self._example_channel(mentions, queries, routed, pools, qv, qrow, spare)
         probs = self._classifier_channel(mentions, queries, routed, pools, spare, qv, qrow) if self.classifier is not None else {}
-        if self.bi_model is not None:  # cosine of lexical/example-only candidates: best synonym row
-            for i in routed:
+        if dense:  # cosine of lexical/example-only candidates: best synonym row
+            for i in dense:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
                 if missing:
                     q = qv[qrow[i]]
@@ -478,11 +505,11 @@ class Linker:
             q = self.lexical.key(queries[i])
             if len(q) < MIN_FUZZY_CHARS:  # "K", "BP": exact synonym, abbreviation or example matches only
                 pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0 or cand.example > 0}
+            wd = self.dense_w(mentions[i].label)
             for c, cand in pools[i].items():
                 if cand.lexical == 0.0:
                     cand.lexical = self._lexical_score(q, c)
-                cand.score = (self.dense_weight * cand.dense + (1 - self.dense_weight) * cand.lexical
-                              if self.bi_model is not None else cand.lexical)
+                cand.score = wd * cand.dense + (1 - wd) * cand.lexical if wd > 0 else cand.lexical
                 cand.score = max(cand.score, cand.example)
         before: dict[int, float] = {}  # best score before the classifier's mix
         for i in routed:
@@ -594,6 +621,7 @@ class Linker:
     def describe(self) -> dict[str, Any]:
         return {"index": self.index.meta.get("name"), "bi_encoder": self.bi_name,
                 "cross_encoder": self.cross_name, "dense_weight": self.dense_weight,
+                "dense_weights": self.dense_weights or None,
                 "rerank_weight": self.rerank_weight if self.cross is not None else None,
                 "dense_search": ("hnsw" if self._ann is not None else "exact") if self.bi_model is not None else None,
                 "nil_threshold": self.nil_threshold, "nil_thresholds": self.nil_thresholds or None,

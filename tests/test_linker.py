@@ -296,6 +296,37 @@ def test_classifier_reuses_the_bi_encoders_vectors(tiny, monkeypatch):
         Linker(ConceptIndex.load(tiny["index"]), bi_encoder="index", classifier=clf)
 
 
+def test_dense_weights_by_label(tiny, monkeypatch):
+    """dense_weights gives a label its own cosine weight; at 0 its mentions are linked exactly as
+    lexically (no encoder call, no dense candidates) while the other labels keep theirs."""
+    ix = ConceptIndex.load(tiny["index"])
+    examples = [("sup>sit pain", "snomed", "1"), ("appy", "snomed", "3")]
+    lexical = Linker(ix, bi_encoder=None, nil_threshold=0.0, examples=examples)
+    mixed = Linker(ix, bi_encoder="index", nil_threshold=0.0, examples=examples, dense_weights={"PROBLEM": 0.0})
+    dense = Linker(ix, bi_encoder="index", nil_threshold=0.0, examples=examples)
+    assert mixed.describe()["dense_weights"] == {"PROBLEM": 0.0} and mixed.dense_w("PROCEDURE") == 0.6
+    problems = [Mention("thoracic pain", "PROBLEM"), Mention("pyrexial", "PROBLEM"), Mention("sup>sit pain", "PROBLEM")]
+
+    def ranked(rs):
+        return [[(c.code, round(c.score, 6)) for c in r.candidates] for r in rs]
+
+    with_dense = ranked(dense.link(problems))
+    encoded = []  # the encoder (one model object, shared by the linkers) is watched from here on
+    real = mixed.bi_model.encode
+    monkeypatch.setattr(mixed.bi_model, "encode", lambda texts, **k: encoded.append(list(texts)) or real(texts, **k))
+    assert ranked(mixed.link(problems)) == ranked(lexical.link(problems)) != with_dense
+    assert not encoded and all(c.dense == 0.0 for r in mixed.link(problems) for c in r.candidates)
+    r = mixed.link([Mention("appendix excision", "PROCEDURE"), Mention("chest pain", "PROBLEM")])
+    assert encoded == [["appendix excision"]]  # only the mention whose label has a dense weight
+    assert r[0].best.code == "3" and r[0].best.dense > 0 and r[1].best.dense == 0.0
+    # only examples a dense label can meet were encoded: the PROBLEM example's vector stays zero
+    vecs = {int(c): mixed.ex_vecs[j] for j, c in enumerate(mixed.ex_concept)}
+    assert not vecs[mixed._cid("snomed", "1")].any() and vecs[mixed._cid("snomed", "3")].any()
+    for bad in ({"PROBLEM": 1.5}, {"PROBLEM": "high"}):
+        with pytest.raises(TerminologyError, match="dense_weights"):
+            Linker(ix, bi_encoder="index", dense_weights=bad)
+
+
 def test_cross_encoder_reranks(tiny):
     ix = ConceptIndex.load(tiny["index"])
     lk = Linker(ix, bi_encoder="index", cross_encoder=tiny["ce"], nil_threshold=0.0, use_context=True)
@@ -324,6 +355,24 @@ def test_embed_command_and_component_with_dense(tiny, tmp_path):
     doc.ents = [spacy.tokens.Span(doc, 0, 1, label="PROBLEM")]
     doc = nlp.get_pipe("medtext_linker")(doc)
     assert doc.ents[0].kb_id_ == "snomed:2"
+    # per-label dense weights from the config, checked there; and in `medtext evaluate linking`
+    from medtext.errors import ConfigError
+
+    cfg = {"index": str(ix_dir), "bi_encoder": "index", "dense_weights": {"PROCEDURE": 0.0}}
+    linker = spacy.blank("en").add_pipe("medtext_linker", config=cfg).linker
+    assert linker.dense_w("PROCEDURE") == 0.0 and linker.dense_w("PROBLEM") == 0.6
+    with pytest.raises(ConfigError, match="medtext_linker: .*dense_weights"):
+        spacy.blank("en").add_pipe("medtext_linker", config={**cfg, "dense_weights": {"PROCEDURE": 2.0}})
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"filename": "n1", "start": 0, "label": "PROCEDIMIENTO", "snomed_ct": "3",
+                                "text_en_machine_translated": "excision of the appendix"}) + "\n")
+    args = ["evaluate", "linking", str(gold), "--index", str(ix_dir), "--bi-encoder", "index"]
+    res = CliRunner().invoke(app, [*args, "--dense-weight-for", "PROCEDURE=0", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "PROCEDURE 0.0" in res.output
+    assert json.loads((tmp_path / "r.json").read_text())["linker"]["dense_weights"] == {"PROCEDURE": 0.0}
+    res = CliRunner().invoke(app, [*args, "--dense-weight-for", "PROCEDURE"])
+    assert res.exit_code != 0 and "--dense-weight-for takes LABEL=VALUE" in res.output
 
 
 def test_train_linker_plumbing(tiny, tmp_path):

@@ -188,8 +188,9 @@ def test_cli_classifier_option(tmp_path, medtext_home):
 
 
 def test_benchmark_measures_the_presets_linking_settings():
-    """benchmarks/linking.py's `-exs` configurations use the presets' nil_thresholds and
-    example_tfidf_weight, so the figures the README quotes for the presets are theirs."""
+    """benchmarks/linking.py's `-exs` configurations use the presets' nil_thresholds,
+    example_tfidf_weight and (trf) dense weights, so the figures the README quotes for the presets
+    are theirs."""
     import importlib.util
 
     from thinc.api import Config
@@ -202,3 +203,7 @@ def test_benchmark_measures_the_presets_linking_settings():
         linker = Config().from_disk(root / "configs" / f"{preset}.cfg", interpolate=False)["components"]["medtext_linker"]
         assert {k: linker[k] for k in bench.PRESET_LINKING} == bench.PRESET_LINKING, preset
         assert linker["examples"] == ["medtext:icf", "medtext:snomed"], preset
+        # the trf preset's dense candidates (SNOMED CT labels) are dense-snomed-exs's; the others are lexical
+        dense = {k: linker.get(k) for k in bench.TRF_LINKING}
+        assert (dense == bench.TRF_LINKING and linker["bi_encoder"] == "index" and linker["dense_weight"] == 0.6) \
+            if preset == "trf" else linker["bi_encoder"] is None, preset

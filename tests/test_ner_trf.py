@@ -38,9 +38,12 @@ def test_trf_preset_without_models_says_how_to_build_them(medtext_home):
         with pytest.raises(ConfigError, match=r"linker-clf --finetune.*make train-linker-clf-ft"):
             medtext.load("trf")
         _trf_classifier(medtext_home)
+    # its SNOMED CT labels' dense candidates need the default index embedded
+    with pytest.raises(ConfigError, match=r"needs an index with embeddings.*--model all-MiniLM-L6-v2.*make embed-index"):
+        medtext.load("trf")
     if not (medtext_home / "models" / "ner_trf").is_dir():
         with pytest.raises(ConfigError, match=r"medtext train ner --arch trf.*make train-ner-trf"):
-            medtext.load("trf")
+            medtext.load("trf", medtext_linker={"bi_encoder": None})
 
 
 @pytest.mark.slow
@@ -54,13 +57,21 @@ def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     if not data.is_dir():
         pytest.skip("../shared/data is not beside this checkout")
     bert = tiny_bert(tmp_path / "tiny_bert")
+    # the linker's dense candidates: a copy of the default index embedded with a tiny sentence encoder
+    from medtext.terminologies.default import default_index_dir
+    from medtext.terminologies.index import embed_index
+    from tests.test_linker import _tiny_models
+
+    index = tmp_path / "index"
+    shutil.copytree(default_index_dir(), index)
+    embed_index(index, _tiny_models(tmp_path / "tiny_bi")[0])
 
     path = train_ner(data_dir=data, arch="trf", model=str(bert), max_steps=4, eval_frequency=2)
     assert path.name == "ner_trf" and (path / "transformer").is_dir()
     shutil.rmtree(bert)  # the saved pipeline carries the weights: the backbone path is not needed
     if not (medtext_home / "models" / "linker_clf_ft").is_dir():
         _trf_classifier(medtext_home)
-    nlp = medtext.load("trf")
+    nlp = medtext.load("trf", medtext_linker={"index": str(index)})
     # default's CNN taggers with the transformer tagger averaged in
     assert nlp.pipe_names == ["medtext_layout", "medtext_sections", "medtext_sentences", "tok2vec", "ner",
                               "medtext_ner", "medtext_context", "medtext_linker", "medtext_errors"]
@@ -69,6 +80,8 @@ def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
     assert ner.entity_labels == ("ANATOMY", "DRUG", "FUNCTION", "PROBLEM", "PROCEDURE", "TEST", "TREATMENT")
     text = "HPI: chest pain and fever since Monday. Started aspirin 81 mg daily.\n"
     doc = nlp(text)
+    linker = nlp.get_pipe("medtext_linker").linker
+    assert linker.bi_model is not None and linker.dense_w("PROBLEM") > 0 and linker.dense_w("FUNCTION") == 0
     # four steps teach a tiny random model nothing useful: check that it ran, not what it found
     assert doc.ents and all(e.label_ in ner.entity_labels for e in doc.ents)
     assert not doc.has_extension("trf_data") or doc._.trf_data is None or not len(doc._.trf_data.all_outputs)
@@ -89,4 +102,4 @@ def test_train_tiny_trf_ner_and_trf_preset(medtext_home, tmp_path):
                      max_steps=2, eval_frequency=2)
     assert path.name == "ner_trf" and (path / "ner").is_dir()
     with pytest.raises(ConfigError, match="cannot join 'ner'.*needs a medtext_biluo_ner"):
-        medtext.load("trf")
+        medtext.load("trf", medtext_linker={"index": str(index)})
