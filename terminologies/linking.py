@@ -206,6 +206,7 @@ class Linker:
         order = numpy.argsort(self.row_concept, kind="stable")
         bounds = numpy.searchsorted(self.row_concept[order], numpy.arange(len(self.c_code) + 1))
         self.concept_rows = [order[bounds[i]:bounds[i + 1]] for i in range(len(self.c_code))]
+        self._pref_norms: dict[int, str] = {}
         self._route_concepts: dict[str, numpy.ndarray] = {}
         self._route_rows: dict[str, numpy.ndarray] = {}
         self.bi_model = None
@@ -515,10 +516,14 @@ class Linker:
         for i in routed:
             if i in probs:
                 before[i] = self._classifier_mix(pools[i], probs[i])
-            # ties: the shorter term, then the lexical rank, then the order the other channels added them
+            # ties: the concept whose preferred term the mention is ("dizziness": Dizziness, not
+            # Vertigo, which HPO also names so), the shorter term, then the lexical rank, then the
+            # order the other channels added them
             n_lex = len(place[i])
+            qn = normalize(queries[i])
             ranked = sorted(enumerate(pools[i].items()), key=lambda x: (
-                -x[1][1].score, len(x[1][1].term), place[i].get(x[1][0], n_lex + x[0])))
+                -x[1][1].score, self._pref_norm(x[1][0]) != qn, len(x[1][1].term),
+                place[i].get(x[1][0], n_lex + x[0])))
             results[i].candidates = [cand for _, (_, cand) in ranked[:keep]]
         if self.cross is not None:
             self._rerank(mentions, queries, routed, results)
@@ -602,6 +607,13 @@ class Linker:
 
     def _cid(self, system: str, code: str) -> int:
         return self.index._rows().get((system, code), -1)
+
+    def _pref_norm(self, c: int) -> str:
+        """Concept ``c``'s preferred term, normalised (cached)."""
+        n = self._pref_norms.get(c)
+        if n is None:
+            n = self._pref_norms[c] = normalize(self.c_term[c])
+        return n
 
     def _candidate(self, c: int, *, lexical: float = 0.0, dense: float = 0.0, matched: str = "") -> Candidate:
         return Candidate(self.c_system[c], self.c_code[c], self.c_term[c], self.c_kind[c], 0.0,

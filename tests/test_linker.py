@@ -453,3 +453,19 @@ def test_nil_calibration_curve():
     assert cal["curve"]["0.00"] == 0.4 and cal["curve"]["1.00"] == 0.4
     assert 0.3 < cal["best_threshold"] <= 0.8 and cal["best_accuracy"] == 0.8
     assert cal["should_be_nil"] == 2
+
+
+def test_ties_go_to_the_concept_the_mention_names(tmp_path):
+    """Two concepts with the mention as an exact name (HPO calls Vertigo "dizziness" too): the
+    one whose preferred term it is comes first, not the one with the shorter term."""
+    data = TerminologyData(sources=[Source(name="tiny", version="1")])
+    for code, term, syns in [("1", "Vertigo", ["dizziness"]), ("2", "Dizziness", [])]:
+        data.add_concept("snomed", code, term, kind="finding")
+        data.add_synonym("snomed", code, term, "preferred")
+        for s in syns:
+            data.add_synonym("snomed", code, s)
+    write_index(data, tmp_path / "ix", name="tiny")
+    lk = Linker(ConceptIndex.load(tmp_path / "ix"), bi_encoder=None)
+    r = lk.link([Mention("Dizziness", "PROBLEM"), Mention("spinning vertigo", "PROBLEM")])
+    assert [c.code for c in r[0].candidates[:2]] == ["2", "1"] and r[0].candidates[1].score == r[0].candidates[0].score
+    assert r[1].best.code == "1"
