@@ -450,6 +450,7 @@ class Linker:
         # and the example channel takes it from there.
         place: dict[int, dict[int, int]] = {}
         dense = [i for i in routed if self.dense_w(mentions[i].label) > 0]  # mentions with a dense channel
+        lexical_only = set(routed) - set(dense)
         spare: dict[int, dict[int, tuple[float, str]]] = {i: {} for i in routed}
         for i in routed:
             mask = self.route_concepts(mentions[i].label)
@@ -464,7 +465,7 @@ class Linker:
                     found.setdefault(int(cs[j]), (round(float(scores[j]), 4), self.lexical.terms[rows[j]]))
             place[i] = {c: n for n, c in enumerate(found)}
             cut = 0.0
-            if i not in dense and len(found) > keep:
+            if i in lexical_only and len(found) > keep:
                 cut = sorted((sc for sc, _ in found.values()), reverse=True)[keep - 1]
             for c, (sc, matched) in found.items():
                 if 0.0 < sc < cut:
