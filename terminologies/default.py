@@ -137,17 +137,13 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     for t in terms:
         if t.obsolete:
             continue
-        scts = {x.split(":", 1)[1] for x in t.xrefs if x.startswith("SNOMEDCT_US:")
-                and (t.id, x.split(":", 1)[1]) not in wrong} & gps.keys()
+        # the GPS concepts this term names, in xref order, less the reviewed wrong ones
+        kept = [sct for x in t.xrefs if x.startswith("SNOMEDCT_US:")
+                for sct in [x.split(":", 1)[1]] if sct in gps and (t.id, sct) not in wrong]
         for x in t.xrefs:
-            if x.startswith("UMLS:") and scts:
-                cui_sct.setdefault(x.split(":", 1)[1].upper(), set()).update(scts)
-        for x in t.xrefs:
-            if not x.startswith("SNOMEDCT_US:"):
-                continue
-            sct = x.split(":", 1)[1]
-            if sct not in scts:
-                continue
+            if x.startswith("UMLS:") and kept:
+                cui_sct.setdefault(x.split(":", 1)[1].upper(), set()).update(kept)
+        for sct in kept:
             data.add_synonym("snomed", sct, t.name, "synonym", "hpo")
             for text, scope, typ in t.synonyms:
                 if typ == "layperson":
