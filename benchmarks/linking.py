@@ -2,7 +2,10 @@
 the team's ICF test split and its held-out ICF notes, and the team's SNOMED CT-coded dev and
 test notes (``corpora/snomed``), for each linker configuration.
 
-    python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...]
+    python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...] [--bootstrap 1000]
+
+Each figure comes with a 95% interval from resampling the documents (notes, MedProcNER case
+reports) with replacement, ``--bootstrap`` times (``ci95`` in the JSON).
 
 Configurations (each needs what the one before it built):
 
@@ -89,6 +92,8 @@ def main() -> None:
     p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank,lexical-ex,dense-base-ex,"
                                         "dense-tuned-ex,lexical-ex-clf,dense-tuned-ex-clf")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="Resamples of the documents for 95%% intervals (0: none)")
     args = p.parse_args()
 
     from medtext.corpora.linking_data import (ICF_DIR, SNOMED_DIR, load_examples, read_medprocner,
@@ -164,11 +169,16 @@ def main() -> None:
                                                           "encoder", "encoder_weight")}}
         for set_name, (mentions, system) in sets.items():
             linker.cache.clear()
-            r = evaluate_linking(linker, mentions, system=system)
+            r = evaluate_linking(linker, mentions, system=system, bootstrap=args.bootstrap)
             results["configs"][name]["sets"][set_name] = r
+            ci = r.get("ci95", {})
+
+            def interval(key):
+                return f" [{ci[key][0]:.3f}, {ci[key][1]:.3f}]" if key in ci else ""
             print(f"{name:<18} {set_name:<16} cov {r['coverage']:.3f}  covered @1/@5/@25 "
-                  f"{r['acc_covered']['@1']:.3f}/{r['acc_covered']['@5']:.3f}/{r['acc_covered']['@25']:.3f}  "
-                  f"macro-F1 {r['top1']['macro_f1']:.3f}  decided {r['nil']['decided_accuracy']:.3f}  "
+                  f"{r['acc_covered']['@1']:.3f}{interval('acc_covered@1')}/{r['acc_covered']['@5']:.3f}/"
+                  f"{r['acc_covered']['@25']:.3f}  macro-F1 {r['top1']['macro_f1']:.3f}{interval('top1_macro_f1')}  "
+                  f"decided {r['nil']['decided_accuracy']:.3f}{interval('decided_accuracy')}  "
                   f"{r['mentions_per_s']:>7} mentions/s  NIL threshold "
                   f"{r['nil_calibration']['best_threshold']:.2f} best", flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -182,6 +192,14 @@ def main() -> None:
                   f"{r['nil'].get('decided_accuracy', float('nan')):>6.3f} {r['mentions_per_s']:>8}")
     print(f"anchors: ClinLinker MedProcNER covered-style acc@1/5/25 0.663/0.828/0.898; ICF macro-F1 0.84; "
           f"peak RSS {results['peak_rss_mb']} MB")
+    if args.bootstrap:
+        print(f"95% intervals of this run ({args.bootstrap} resamples of the documents): covered @1, macro-F1, decided")
+        for name in configs:
+            for set_name, r in results["configs"][name]["sets"].items():
+                ci = r.get("ci95", {})
+                print(f"{name:<18} {set_name:<16} " + "  ".join(
+                    f"{r_key} {lo:.3f}-{hi:.3f}" for r_key, (lo, hi) in
+                    ((k, ci[k]) for k in ("acc_covered@1", "top1_macro_f1", "decided_accuracy") if k in ci)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
 

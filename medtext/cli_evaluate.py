@@ -155,10 +155,13 @@ def linking(
                    "trained on the data evaluated)"),
     classifier_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Score = w * classifier probability + "
                                                                          "(1 - w) * score"),
+    bootstrap: int = typer.Option(0, min=0, help="Resample the documents this many times for 95% intervals "
+                                               "(e.g. 1000; 0: none)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
 ) -> None:
     """Linking accuracy: acc@1/@5/@25 over all coded mentions and over covered ones (gold code in
-    the index), top-1 macro-F1 after the NIL threshold, NIL accuracy, mentions/s."""
+    the index), top-1 macro-F1 after the NIL threshold, NIL accuracy, mentions/s; with
+    --bootstrap, 95% intervals from resampling the documents."""
     from .corpora.linking_data import load_examples, read_medprocner, read_medtext_linking
     from .errors import InputError
     from .evaluate import evaluate_linking
@@ -194,7 +197,7 @@ def linking(
                         classifier_weight=classifier_weight, nil_thresholds=per_label or None,
                         dense_weights=dense_by_label or None,
                         **({"example_tfidf_weight": tfidf} if tfidf else {}))
-        r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None)
+        r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
     r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples or None,
@@ -223,6 +226,10 @@ def linking(
     typer.echo(f"NIL calibration ({cal['should_be_nil']} mentions should be NIL: no gold code in the index): "
                f"best threshold {cal['best_threshold']:.2f} -> accuracy over all {cal['best_accuracy']:.3f} "
                f"(at {nil_threshold:.2f}: {cal['curve'].get(f'{nil_threshold:.2f}', float('nan')):.3f})")
+    if "ci95" in r:
+        ci = r["ci95"]
+        typer.echo(f"95% intervals ({ci['resamples']} resamples of {ci['documents']} documents): " + ", ".join(
+            f"{k} {ci[k][0]:.3f}-{ci[k][1]:.3f}" for k in ci if k not in ("resamples", "documents")))
     _write_json(json_out, r)
 
 

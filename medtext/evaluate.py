@@ -88,7 +88,7 @@ def evaluate_spans(pairs: Iterable[tuple[list, list]], labels: list[str] | None 
 
 
 def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
-                     system: str | None = None) -> dict[str, Any]:
+                     system: str | None = None, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
     """Score a :class:`medtext.terminologies.linking.Linker` on gold mentions.
 
     - acc@k over coded mentions and over covered ones (a gold code is in the index): a
@@ -99,6 +99,9 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
       left NIL, and ``decided_accuracy``: over all mentions, the share linked to a gold code or
       left NIL when no gold code is in the index (the linker's own thresholds; the calibration
       sweeps one threshold for all).
+    - ``bootstrap`` > 0: 95% intervals (percentiles of that many resamples of the documents,
+      with replacement: mentions of one note are not independent) for acc@k over covered
+      mentions, top-1 macro-F1 and accuracy, and the decided accuracy, under ``ci95``.
     Candidates beyond the linker's ``top`` are not seen: set its ``top`` to ``max(ks)``."""
     import time
 
@@ -118,6 +121,7 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
         chunk = mentions[s:s + batch_size]
         results += linker.link([Mention(m.text, m.label, _sentence(m)) for m in chunk])
     seconds = time.perf_counter() - t
+    rows = []  # per mention, for the bootstrap: (document, coded, covered, hit@k.., top-1 pair, decided right)
     for m, r in zip(mentions, results):
         best = r.best
         pred = best.code if best is not None else "NIL"
@@ -125,32 +129,35 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
         is_cov = any(c in in_index for c in m.codes)
         sweep.append((first.score if first else -1.0, bool(first and first.code in m.codes), not is_cov))
         # the linker's own decision: linked to a gold code, or NIL where no gold code is in the index
-        decided_right += (best is not None and best.code in m.codes) or (best is None and not is_cov)
+        right = (best is not None and best.code in m.codes) or (best is None and not is_cov)
+        decided_right += right
+        doc = str(getattr(m, "id", "") or len(rows)).rsplit(":", 1)[0]
         if not m.codes:
             nil_gold += 1
             nil_right += best is None
+            rows.append((doc, False, False, (), None, right))
             continue
         n += 1
         covered += is_cov
         ranked = [c.code for c in r.candidates]
-        for k in ks:
-            if any(c in ranked[:k] for c in m.codes):
-                hits[k] += 1
-                hits_cov[k] += is_cov
+        found = tuple(any(c in ranked[:k] for c in m.codes) for k in ks)
+        for k, hit in zip(ks, found):
+            hits[k] += hit
+            hits_cov[k] += hit and is_cov
         wrongly_nil += best is None
-        if len(m.codes) == 1:
-            top1.append((m.codes[0], pred))
+        pair = (m.codes[0], pred) if len(m.codes) == 1 else None
+        if pair:
+            top1.append(pair)
+        rows.append((doc, True, is_cov, found, pair, right))
 
     def macro(pairs):
-        classes = sorted({g for g, _ in pairs})
-        f1s = []
-        for c in classes:
-            tp = sum(1 for g, p in pairs if g == c and p == c)
-            fp = sum(1 for g, p in pairs if g != c and p == c)
-            fn = sum(1 for g, p in pairs if g == c and p != c)
-            f1s.append(prf(tp, fp, fn)["f1"])
-        return {"macro_f1": round(sum(f1s) / max(len(f1s), 1), 4), "classes": len(classes),
-                "accuracy": round(sum(g == p for g, p in pairs) / max(len(pairs), 1), 4)}
+        from collections import Counter
+
+        gold, predicted = Counter(g for g, _ in pairs), Counter(p for _, p in pairs)
+        tp = Counter(g for g, p in pairs if g == p)
+        f1s = [prf(tp[c], predicted[c] - tp[c], gold[c] - tp[c])["f1"] for c in sorted(gold)]
+        return {"macro_f1": round(sum(f1s) / max(len(f1s), 1), 4), "classes": len(gold),
+                "accuracy": round(sum(tp.values()) / max(len(pairs), 1), 4)}
 
     def category(code):  # ICF-style "d4500" -> "d450"
         return code[:4] if len(code) > 4 and code[0] in "bdes" and code[1:].isdigit() else code
@@ -166,6 +173,39 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
            "nil_calibration": nil_calibration(sweep),
            "linker": linker.describe(),
            "mentions_per_s": round(len(mentions) / seconds, 1) if seconds else None}
+    if bootstrap > 0:
+        out["ci95"] = _linking_bootstrap(rows, ks, bootstrap, seed, macro)
+    return out
+
+
+def _linking_bootstrap(rows, ks, times: int, seed: int, macro) -> dict[str, Any]:
+    """95% percentile intervals of the linking figures over ``times`` resamples of the documents."""
+    import random
+
+    docs: dict[str, list] = {}
+    if not rows:
+        return {"resamples": times, "documents": 0}
+    for row in rows:
+        docs.setdefault(row[0], []).append(row)
+    names = sorted(docs)
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(times):
+        sample = [row for d in rng.choices(names, k=len(names)) for row in docs[d]]
+        cov = [row for row in sample if row[2]]
+        pairs = [row[4] for row in sample if row[4]]
+        figures = {"decided_accuracy": sum(row[5] for row in sample) / len(sample)}
+        if cov:  # a resample without covered (or single-code) mentions says nothing of those figures
+            figures.update({f"acc_covered@{k}": sum(row[3][j] for row in cov) / len(cov) for j, k in enumerate(ks)})
+        if pairs:
+            t1 = macro(pairs)
+            figures.update({"top1_macro_f1": t1["macro_f1"], "top1_accuracy": t1["accuracy"]})
+        for key, v in figures.items():
+            samples.setdefault(key, []).append(v)
+    out: dict[str, Any] = {"resamples": times, "documents": len(names)}
+    for key, vs in samples.items():
+        vs.sort()
+        out[key] = [round(vs[int(0.025 * (len(vs) - 1))], 4), round(vs[int(round(0.975 * (len(vs) - 1)))], 4)]
     return out
 
 

@@ -40,10 +40,43 @@ def test_reader_and_scores(tmp_path, medtext_home):
     assert r["acc_covered"]["@1"] == 1.0 and r["acc_all"]["@1"] == round(2 / 3, 4)
 
 
+def test_bootstrap_resamples_documents_not_mentions():
+    """Two notes alike (one right, one wrong mention each): resampling notes cannot move the
+    figures, resampling mentions would."""
+    import pyarrow as pa
+
+    from medtext.corpora.linking_data import LinkingMention
+    from medtext.terminologies.linking import Candidate, LinkResult
+
+    class FakeLinker:
+        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf"] * 3, "code": ["d450", "d455", "d465"]})}})
+
+        def link(self, mentions):
+            code = {"walks": "d450", "runs": "d465"}
+            return [LinkResult([Candidate("icf", code[m.text], m.text, "", 0.9)], nil=False) for m in mentions]
+
+        def describe(self):
+            return {}
+
+    ms = [LinkingMention(f"{note}:{start}", text, [gold], "FUNCTION")
+          for note in ("a", "b") for start, text, gold in ((0, "walks", "d450"), (9, "runs", "d455"))]
+    r = evaluate_linking(FakeLinker(), ms, bootstrap=200)
+    ci = r["ci95"]
+    assert r["acc_covered"]["@1"] == 0.5 and ci["documents"] == 2 and ci["resamples"] == 200
+    assert ci["acc_covered@1"] == [0.5, 0.5] and ci["decided_accuracy"] == [0.5, 0.5]
+    assert ci["top1_macro_f1"] == [r["top1"]["macro_f1"]] * 2
+    one_each = [LinkingMention(f"{m.id.replace(':', '')}:0", m.text, m.codes, m.label) for m in ms]
+    lo, hi = evaluate_linking(FakeLinker(), one_each, bootstrap=200)["ci95"]["acc_covered@1"]
+    assert lo < 0.5 < hi  # a note per mention: the figure moves with the resample
+    assert "ci95" not in evaluate_linking(FakeLinker(), ms)
+
+
 def test_cli(tmp_path, medtext_home):
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(app, ["evaluate", "linking", str(_rows(tmp_path)), "--json", str(out)])
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(_rows(tmp_path)), "--json", str(out),
+                                   "--bootstrap", "100"])
     assert res.exit_code == 0 and "coverage 66.7%" in res.output, res.output
+    assert "95% intervals (100 resamples of 2 documents)" in res.output, res.output
     assert json.loads(out.read_text())["acc_covered"]["@1"] == 1.0
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"filename": "x"}\n')
