@@ -107,7 +107,7 @@ def main() -> None:
     tuned_dir = default_index_dir()
     base_dir = tuned_dir.with_name("default-minilm")
     configs = args.configs.split(",")
-    if any(c.startswith("dense-base") for c in configs):
+    if any(c.startswith(("dense-base", "dense-snomed")) for c in configs):
         meta = base_dir / "metadata.json"
         copy = json.loads(meta.read_text()) if meta.exists() else {}
         built = json.loads((tuned_dir / "metadata.json").read_text()).get("built_at")
