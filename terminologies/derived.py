@@ -9,12 +9,13 @@ itself, with four rules:
 
 - **naming boilerplate**: "X procedure" -> "X" when X names an act ("Puncture procedure" ->
   "puncture"; not "Surgical procedure", "Outpatient procedure"), "Administration of X" -> "X
-  administration", and "X" too when X names the act rather than a substance ("anesthesia", not
+  administration" (unless X has a phrase of its own: "... via intravenous route"), and "X" too when X names the act rather than a substance ("anesthesia", not
   "antibiotic"), "Diagnostic X" -> "X";
 - **equivalent names** (:data:`EQUIVALENTS`): "Computerized axial tomography of brain" ->
   "computed tomography of brain", "ct of brain"; "Ultrasonography of breast" -> "ultrasound of
   breast"; "Excision of neoplasm" -> "resection of neoplasm", "excision of tumor";
-- **word order**: "<act> of/on <object>" (one action word, an object of up to three words) ->
+- **word order**: "<act> of/on <object>" (one action word, an object of up to three words and
+  no phrase of its own: not "Insertion of stent into ureter") ->
   "<object> <act>" ("Transplant of kidney" -> "kidney transplant"), and "Operation on X" -> "X
   surgery";
 - **neoclassical compounds**: "<action> of <organ>" and "<organ> <action>" (optionally after
@@ -89,10 +90,13 @@ EQUIVALENTS = (
     ("neoplasm", "tumor"),
 )
 # one action word "of"/"on" a short object: the object first, as notes say it
+# words that start a phrase the object keeps after it ("stent into ureter", "cataract by
+# phacoemulsification", "vaccine ... containing only ..."): fronted, the phrase reads garbled
+_POSTMODIFIER = r"(?:of|on|into|from|in|at|for|by|after|via|with|to|containing|based)"
 _REORDER = re.compile(r"^(?P<a>[a-z]+(?:tion|sion|sis|ment|ure|ing|ectomy|otomy|ostomy|oscopy|plasty|graphy)|"
                       r"transplant|operation|excision|repair|removal|biopsy|examination|insertion|scan|"
                       r"resection|amputation|ct|mri|ultrasound|x-ray) (?:of|on) (?:the )?"
-                      r"(?P<o>[a-z][a-z0-9-]*(?: (?!of |on )[a-z0-9-]+){0,2}?)(?: structure)?$")
+                      rf"(?P<o>[a-z][a-z0-9-]*(?: (?!{_POSTMODIFIER} |procedure$)[a-z0-9-]+){{0,2}}?)(?: structure)?$")
 _ORGAN_FIRST = re.compile(rf"^(?:(?P<q>{'|'.join(_QUALIFIERS)}) )?(?P<o>.+?)(?: structure)? (?P<a>{_ACTION_RE})$")
 
 
@@ -128,7 +132,9 @@ def derive_procedure_synonyms(term: str) -> list[str]:
         out.append(m.group(1))
     m = re.match(r"^administration of (.+)$", low)
     if m:  # "anesthesia" names the procedure; "antibiotic" names a substance: only "X administration"
-        out += ([m.group(1)] if m.group(1).endswith(("ia", "sis")) else []) + [f"{m.group(1)} administration"]
+        out += [m.group(1)] if m.group(1).endswith(("ia", "sis")) else []
+        if not re.search(rf"\b{_POSTMODIFIER}\b|,", m.group(1)):  # not "drug ... via intravenous route administration"
+            out.append(f"{m.group(1)} administration")
     m = re.match(r"^diagnostic (.+)$", low)
     if m and not m.group(1).startswith("procedure"):
         out.append(m.group(1))

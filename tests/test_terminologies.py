@@ -401,6 +401,11 @@ def test_misspelling_scan_skips_three_letter_short_forms():
     ("Excision of malignant tumor of breast", ["resection of malignant tumor of breast",
                                                "excision of malignant neoplasm of breast"]),
     ("Excision of lesion of skin", ["resection of lesion of skin"]), ("Procedure", []),
+    # an object with a phrase of its own is not fronted ("stent into ureter insertion")
+    ("Insertion of stent into ureter", []), ("Removal of suture from skin", []),
+    ("Administration of drug or medicament via intravenous route", []),
+    ("Administration of vaccine product containing only Hepatitis B virus antigen", []),
+    ("Inhibition of lactation procedure", ["inhibition of lactation"]),
 ])
 def test_derive_procedure_synonyms(term, expected):
     from medtext.terminologies.derived import derive_procedure_synonyms
@@ -509,6 +514,12 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
     # reaches once the reviewed pairs are gone: "PVD" (HPO's Peripheral arterial stenosis, CUI of
     # peripheral vascular disease, now only on Peripheral arterial occlusive disease), "CA" (cancer)
     assert "pvd" not in names("399957001") and "ca" in names("363346000") and "ca" not in names("108369006")
+    # MONDO and DOID labels reviewed too (xref_exclusions_mondo_doid.tsv); obsolete MONDO labels skipped
+    assert "asthma" not in names("31387002") and "asthma" in names("195967001")
+    assert "obsolete inguinal hernia" not in names("396232000") and "inguinal hernia" in names("396232000")
+    # derived short forms: not another concept's name, not the reviewed wrong ones (derived_exclusions.tsv)
+    assert "arthroscopy of knee joint" not in names("179398005")
+    assert "mammoplasty" not in names("33496007") and "breast reconstruction" in names("33496007")
     # a row whose SNOMED CT term does not match the GPS, or without a reason, is refused
     team_files = default_mod._team_files
     for row, error in (("DOID:12556\t23697004\tacute kidney tubular necrosis\tAcute tubular necrosis\tx",
