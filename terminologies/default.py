@@ -75,51 +75,43 @@ def _team_files(prefix: str) -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tsv"))
 
 
-def _xref_exclusions(gps: dict[str, str]) -> dict[tuple[str, str], str]:
-    """(source term id, SNOMED CT id) cross-references not to follow -> file:line, from the
-    team's ``xref_exclusions*.tsv`` files; each row names the GPS concept's term, checked here."""
+def _reviewed_rows(prefix: str, key: tuple[str, ...], gps: dict[str, str], *, ids: int) -> dict[tuple, str]:
+    """The team's review rows of the ``{prefix}*.tsv`` files (``terminologies/data``): ``key``
+    (its first ``ids`` columns as written, the others casefolded) -> file:line. Each row names
+    its GPS concept's term (column ``sct_term``, checked here against ``sctid``) and says why."""
     out = {}
-    for f in _team_files("xref_exclusions"):
-        for n, row in read_tsv(f, ("source_id", "sctid", "source_label", "sct_term", "reason")):
+    for f in _team_files(prefix):
+        for n, row in read_tsv(f, (*key, "sct_term", "reason")):
             if gps.get(row["sctid"]) != row["sct_term"]:
                 raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
+            values = [row[k].strip() for k in key]
             if not row["reason"].strip():
-                raise TerminologyError(f"no reason given for excluding {row['source_id']} -> {row['sctid']}", f, n)
-            out[(row["source_id"], row["sctid"])] = f"{f.name}:{n}"
+                raise TerminologyError(f"no reason given for excluding {' -> '.join(values)}", f, n)
+            if not all(values):
+                raise TerminologyError(f"a {key[-1]} and a reason are needed to exclude one {key[-1]} of "
+                                       f"{' -> '.join(v for v in values if v)}", f, n)
+            out[(*values[:ids], *(v.casefold() for v in values[ids:]))] = f"{f.name}:{n}"
     return out
+
+
+def _xref_exclusions(gps: dict[str, str]) -> dict[tuple[str, str], str]:
+    """(source term id, SNOMED CT id) cross-references not to follow -> file:line
+    (``xref_exclusions*.tsv``; ``source_label`` is the source's name, for the reader)."""
+    return _reviewed_rows("xref_exclusions", ("source_id", "sctid"), gps, ids=2)
 
 
 def _xref_synonym_exclusions(gps: dict[str, str]) -> dict[tuple[str, str, str], str]:
-    """(source term id, SNOMED CT id, synonym casefolded) -> file:line, from the team's
-    ``xref_synonym_exclusions.tsv`` files: the cross-reference is right, but that one synonym
-    of the source term, read alone, names something else ("Urinary tract infections" of HPO's
-    Recurrent urinary tract infections)."""
-    out = {}
-    for f in _team_files("xref_synonym_exclusions"):
-        for n, row in read_tsv(f, ("source_id", "sctid", "synonym", "sct_term", "reason")):
-            if gps.get(row["sctid"]) != row["sct_term"]:
-                raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
-            if not row["reason"].strip() or not row["synonym"].strip():
-                raise TerminologyError(f"a synonym and a reason are needed to exclude one synonym of "
-                                       f"{row['source_id']} -> {row['sctid']}", f, n)
-            out[(row["source_id"], row["sctid"], row["synonym"].strip().casefold())] = f"{f.name}:{n}"
-    return out
+    """(source term id, SNOMED CT id, synonym casefolded) -> file:line
+    (``xref_synonym_exclusions.tsv``): the cross-reference is right, but that one synonym of the
+    source term, read alone, names something else ("Urinary tract infections" of HPO's Recurrent
+    urinary tract infections)."""
+    return _reviewed_rows("xref_synonym_exclusions", ("source_id", "sctid", "synonym"), gps, ids=2)
 
 
 def _derived_exclusions(gps: dict[str, str]) -> dict[tuple[str, str], str]:
-    """(SNOMED CT id, derived short form casefolded) -> file:line, from the team's
-    ``derived_exclusions.tsv`` files: short forms the derivation rules write that name something
-    else than their procedure (see :mod:`.derived`)."""
-    out = {}
-    for f in _team_files("derived_exclusions"):
-        for n, row in read_tsv(f, ("sctid", "synonym", "sct_term", "reason")):
-            if gps.get(row["sctid"]) != row["sct_term"]:
-                raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
-            if not row["reason"].strip() or not row["synonym"].strip():
-                raise TerminologyError(f"a short form and a reason are needed to exclude a derived synonym of "
-                                       f"{row['sctid']}", f, n)
-            out[(row["sctid"], row["synonym"].strip().casefold())] = f"{f.name}:{n}"
-    return out
+    """(SNOMED CT id, derived short form casefolded) -> file:line (``derived_exclusions.tsv``):
+    short forms the derivation rules write that name something else than their procedure."""
+    return _reviewed_rows("derived_exclusions", ("sctid", "synonym"), gps, ids=1)
 
 
 def _sssom(path: Path):
@@ -348,14 +340,14 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             data.add_synonym("snomed", code, term, typ, source, lang)
 
     not_derived = _derived_exclusions(gps)  # reviewed wrong short forms
-    named = {}  # a GPS name -> its concept: a short form that is another concept's name is not derived
+    gps_names = {}  # a GPS name -> its concept: a short form that is another concept's name is not derived
     for code, term in gps.items():  # ("Diagnostic arthroscopy of knee joint" -> "arthroscopy of knee joint")
-        named.setdefault(normalize(term), code)
+        gps_names.setdefault(normalize(term), code)
     for c in data.concepts:  # procedure short forms: "Kidney excision" -> "nephrectomy"
         if c["system"] == "snomed" and c["kind"] in ("procedure", "regime/therapy"):
             for s in derive_procedure_synonyms(c["term"]):
                 if not_derived.pop((c["code"], s.strip().casefold()), None) is None \
-                        and named.get(normalize(s), c["code"]) == c["code"]:
+                        and gps_names.get(normalize(s), c["code"]) == c["code"]:
                     linking_only(c["code"], s, "synonym", "derived")
     if not_derived:  # the rules no longer write them
         log.warning("%d reviewed derived-synonym exclusions match no derived synonym (e.g. %s): review "
