@@ -509,6 +509,7 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
     # synonym "Dizziness" does not; "Urinary tract infections" is not recurrent
     assert "dizziness" not in names("399153001") and "dizziness" in names("404640003")
     assert "urinary tract infections" not in names("197927001")
+    assert "gerd" in names("235595009") and "gerd" not in names("698065002")  # GERD is not Acid reflux
     assert "recurrent urinary tract infections" in names("197927001")
     # a short form's sense that names a concept goes to it, not to another one that a CUI xref
     # reaches once the reviewed pairs are gone: "PVD" (HPO's Peripheral arterial stenosis, CUI of
