@@ -150,23 +150,14 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
             top1.append(pair)
         rows.append((doc, True, is_cov, found, pair, right))
 
-    def macro(pairs):
-        from collections import Counter
-
-        gold, predicted = Counter(g for g, _ in pairs), Counter(p for _, p in pairs)
-        tp = Counter(g for g, p in pairs if g == p)
-        f1s = [prf(tp[c], predicted[c] - tp[c], gold[c] - tp[c])["f1"] for c in sorted(gold)]
-        return {"macro_f1": round(sum(f1s) / max(len(f1s), 1), 4), "classes": len(gold),
-                "accuracy": round(sum(tp.values()) / max(len(pairs), 1), 4)}
-
     def category(code):  # ICF-style "d4500" -> "d450"
         return code[:4] if len(code) > 4 and code[0] in "bdes" and code[1:].isdigit() else code
 
     out = {"mentions": n, "covered": covered, "coverage": round(covered / max(n, 1), 4),
            "acc_all": {f"@{k}": round(hits[k] / max(n, 1), 4) for k in ks},
            "acc_covered": {f"@{k}": round(hits_cov[k] / max(covered, 1), 4) for k in ks},
-           "top1": macro(top1),
-           "top1_category": macro([(category(g), category(p)) for g, p in top1]),
+           "top1": _macro(top1),
+           "top1_category": _macro([(category(g), category(p)) for g, p in top1]),
            "nil": {"gold_nil": nil_gold, "nil_accuracy": round(nil_right / nil_gold, 4) if nil_gold else None,
                    "coded_left_nil": round(wrongly_nil / max(n, 1), 4),
                    "decided_accuracy": round(decided_right / max(len(mentions), 1), 4)},
@@ -174,17 +165,28 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
            "linker": linker.describe(),
            "mentions_per_s": round(len(mentions) / seconds, 1) if seconds else None}
     if bootstrap > 0:
-        out["ci95"] = _linking_bootstrap(rows, ks, bootstrap, seed, macro)
+        out["ci95"] = _linking_bootstrap(rows, ks, bootstrap, seed)
     return out
 
 
-def _linking_bootstrap(rows, ks, times: int, seed: int, macro) -> dict[str, Any]:
+def _macro(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Macro-F1 over the gold codes of (gold, predicted) pairs, their number and the accuracy."""
+    from collections import Counter
+
+    gold, predicted = Counter(g for g, _ in pairs), Counter(p for _, p in pairs)
+    tp = Counter(g for g, p in pairs if g == p)
+    f1s = [prf(tp[c], predicted[c] - tp[c], gold[c] - tp[c])["f1"] for c in sorted(gold)]
+    return {"macro_f1": round(sum(f1s) / max(len(f1s), 1), 4), "classes": len(gold),
+            "accuracy": round(sum(tp.values()) / max(len(pairs), 1), 4)}
+
+
+def _linking_bootstrap(rows, ks, times: int, seed: int) -> dict[str, Any]:
     """95% percentile intervals of the linking figures over ``times`` resamples of the documents."""
     import random
 
-    docs: dict[str, list] = {}
     if not rows:
         return {"resamples": times, "documents": 0}
+    docs: dict[str, list] = {}
     for row in rows:
         docs.setdefault(row[0], []).append(row)
     names = sorted(docs)
@@ -198,7 +200,7 @@ def _linking_bootstrap(rows, ks, times: int, seed: int, macro) -> dict[str, Any]
         if cov:  # a resample without covered (or single-code) mentions says nothing of those figures
             figures.update({f"acc_covered@{k}": sum(row[3][j] for row in cov) / len(cov) for j, k in enumerate(ks)})
         if pairs:
-            t1 = macro(pairs)
+            t1 = _macro(pairs)
             figures.update({"top1_macro_f1": t1["macro_f1"], "top1_accuracy": t1["accuracy"]})
         for key, v in figures.items():
             samples.setdefault(key, []).append(v)

@@ -9,8 +9,9 @@ itself, with four rules:
 
 - **naming boilerplate**: "X procedure" -> "X" when X names an act ("Puncture procedure" ->
   "puncture"; not "Surgical procedure", "Outpatient procedure"), "Administration of X" -> "X
-  administration" (unless X has a phrase of its own: "... via intravenous route"), and "X" too when X names the act rather than a substance ("anesthesia", not
-  "antibiotic"), "Diagnostic X" -> "X";
+  administration" (unless X has a phrase of its own: "... via intravenous route"), and "X" too
+  when X names the act rather than a substance ("anesthesia", not "antibiotic"), "Diagnostic X"
+  -> "X";
 - **equivalent names** (:data:`EQUIVALENTS`): "Computerized axial tomography of brain" ->
   "computed tomography of brain", "ct of brain"; "Ultrasonography of breast" -> "ultrasound of
   breast"; "Excision of neoplasm" -> "resection of neoplasm", "excision of tumor";
@@ -89,10 +90,11 @@ EQUIVALENTS = (
     ("excision", "resection"),
     ("neoplasm", "tumor"),
 )
-# one action word "of"/"on" a short object: the object first, as notes say it
 # words that start a phrase the object keeps after it ("stent into ureter", "cataract by
 # phacoemulsification", "vaccine ... containing only ..."): fronted, the phrase reads garbled
 _POSTMODIFIER = r"(?:of|on|into|from|in|at|for|by|after|via|with|to|containing|based)"
+_HAS_POSTMODIFIER = re.compile(rf"\b{_POSTMODIFIER}\b|,")
+# one action word "of"/"on" a short object: the object first, as notes say it
 _REORDER = re.compile(r"^(?P<a>[a-z]+(?:tion|sion|sis|ment|ure|ing|ectomy|otomy|ostomy|oscopy|plasty|graphy)|"
                       r"transplant|operation|excision|repair|removal|biopsy|examination|insertion|scan|"
                       r"resection|amputation|ct|mri|ultrasound|x-ray) (?:of|on) (?:the )?"
@@ -133,7 +135,7 @@ def derive_procedure_synonyms(term: str) -> list[str]:
     m = re.match(r"^administration of (.+)$", low)
     if m:  # "anesthesia" names the procedure; "antibiotic" names a substance: only "X administration"
         out += [m.group(1)] if m.group(1).endswith(("ia", "sis")) else []
-        if not re.search(rf"\b{_POSTMODIFIER}\b|,", m.group(1)):  # not "drug ... via intravenous route administration"
+        if not _HAS_POSTMODIFIER.search(m.group(1)):  # not "drug ... via intravenous route administration"
             out.append(f"{m.group(1)} administration")
     m = re.match(r"^diagnostic (.+)$", low)
     if m and not m.group(1).startswith("procedure"):
