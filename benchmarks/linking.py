@@ -47,7 +47,8 @@ Configurations (each needs what the one before it built):
                    2026-12-02) add their classifiers as above;
 - ``dense-snomed-exs``, ``dense-snomed-exs-clf-ens`` (**the trf preset**): ``dense-base-exs``
                    with FUNCTION linked lexically (``TRF_LINKING``: ``dense_weights =
-                   {"FUNCTION": 0.0}``), all-MiniLM-L6-v2 candidates for the SNOMED CT labels.
+                   {"FUNCTION": 0.0}``), all-MiniLM-L6-v2 candidates for the SNOMED CT labels
+                   (``dense_weight`` 0.8 since 2026-12-02, 0.6 before).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -77,12 +78,14 @@ CLASSIFIERS = {
     "clf-ensn": (["medtext:linker_clf_ftn", "medtext:linker_clf"], "--finetune --names --out "
                  "$MEDTEXT_HOME/models/linker_clf_ftn"),
 }
-# the presets' nil_thresholds (chosen on the SNOMED CT dev notes; ANATOMY and FUNCTION keep nil_threshold 0.5)
-# and example_tfidf_weight (FUNCTION only)
+# the presets' nil_thresholds (chosen on the SNOMED CT dev notes; ANATOMY and FUNCTION keep nil_threshold 0.5),
+# example_tfidf_weight (FUNCTION only) and substitution_penalty (not FUNCTION; since 2026-12-02)
 PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.85},
-                  "example_tfidf_weight": {"FUNCTION": 0.5}}
-# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels, FUNCTION lexical
-TRF_LINKING = {"dense_weights": {"FUNCTION": 0.0}}
+                  "example_tfidf_weight": {"FUNCTION": 0.5},
+                  "substitution_penalty": {"PROBLEM": 0.3, "TEST": 0.3, "TREATMENT": 0.3, "PROCEDURE": 0.3,
+                                           "DRUG": 0.3, "ANATOMY": 0.3}}
+# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8, FUNCTION lexical
+TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0}}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
 

@@ -21,7 +21,12 @@ train linker``). ``examples`` adds annotated mentions as extra names of their co
 CT-coded spans (every label but FUNCTION) of the team's train clinical notes; or a JSONL path, see
 :func:`medtext.corpora.linking_data.load_examples`; a list of them is their union), each scored
 by string similarity plus ``example_tfidf_weight`` times a character n-gram TF-IDF cosine (a
-number for every label, or a map from label to weight; the presets give it to FUNCTION only). ``classifier`` re-ranks with a mention
+number for every label, or a map from label to weight; the presets give it to FUNCTION only).
+``substitution_penalty`` lowers a string score when a word of the mention stands where the name
+or example has another ("left total hip arthroplasty" against "left total knee arthroplasty"):
+a number for every label or a map from label to penalty (``null``, the default: 0.3 for the
+SNOMED CT labels, none for FUNCTION, see
+:data:`medtext.terminologies.linking.SUBSTITUTION_PENALTIES`). ``classifier`` re-ranks with a mention
 classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
@@ -51,7 +56,8 @@ class EntityLinker:
                  examples: str | list[str] | None = None, classifier: str | list[str] | None = None,
                  classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
                  example_tfidf_weight: float | dict[str, float] = 0.5,
-                 dense_weights: dict[str, float] | None = None):
+                 dense_weights: dict[str, float] | None = None,
+                 substitution_penalty: float | dict[str, float] | None = None):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -94,7 +100,7 @@ class EntityLinker:
                                  batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows,
                                  classifier=clf, classifier_weight=classifier_weight,
                                  nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
-                                 dense_weights=dense_weights)
+                                 dense_weights=dense_weights, substitution_penalty=substitution_penalty)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -154,7 +160,7 @@ class EntityLinker:
                     "batch_size": 64,
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
-                    "dense_weights": None},
+                    "dense_weights": None, "substitution_penalty": None},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -163,7 +169,8 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 ann: str, examples: str | list[str] | None, classifier: str | list[str] | None,
                 classifier_weight: float, nil_thresholds: dict[str, float] | None,
                 example_tfidf_weight: float | dict[str, float],
-                dense_weights: dict[str, float] | None) -> EntityLinker:
+                dense_weights: dict[str, float] | None,
+                substitution_penalty: float | dict[str, float] | None) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -171,4 +178,4 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         device=device, batch_size=batch_size, cache_size=cache_size, ann=ann,
                         examples=examples, classifier=classifier, classifier_weight=classifier_weight,
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
-                        dense_weights=dense_weights)
+                        dense_weights=dense_weights, substitution_penalty=substitution_penalty)

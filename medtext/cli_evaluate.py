@@ -142,6 +142,9 @@ def linking(
     example_tfidf_for: Optional[list[str]] = typer.Option(
         None, help="LABEL=VALUE: the examples' TF-IDF weight for that label only (repeatable; labels not "
                    "named get none), as the presets' example_tfidf_weight (FUNCTION=0.5); default 0.5 for all"),
+    substitution_penalty_for: Optional[list[str]] = typer.Option(
+        None, help="LABEL=VALUE: the string scores' penalty for a swapped word for that label only (repeatable; "
+                   "labels not named get none); default 0.3 for the SNOMED CT labels, none for FUNCTION, as the presets"),
     rerank_weight: float = typer.Option(0.3, help="Re-ranked score = w * cross-encoder probability + "
                                                   "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
@@ -185,6 +188,7 @@ def linking(
     per_label = label_values(nil_threshold_for, "--nil-threshold-for")
     tfidf = label_values(example_tfidf_for, "--example-tfidf-for")
     dense_by_label = label_values(dense_weight_for, "--dense-weight-for")
+    penalties = label_values(substitution_penalty_for, "--substitution-penalty-for")
     try:
         mentions = read_medprocner(data) if fmt == "medprocner" else read_medtext_linking(data, split)
         if not mentions:
@@ -195,7 +199,7 @@ def linking(
                         use_context=use_context, examples=load_examples(examples) if examples else None,
                         classifier=load_classifier(classifier) if classifier else None,
                         classifier_weight=classifier_weight, nil_thresholds=per_label or None,
-                        dense_weights=dense_by_label or None,
+                        dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
                         **({"example_tfidf_weight": tfidf} if tfidf else {}))
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap)
     except (InputError, TerminologyError) as e:

@@ -56,6 +56,27 @@ def test_nil_threshold_is_applied(medtext_home):
     assert not Linker(ix, bi_encoder=None, nil_threshold=0.0).link([Mention("chest pian", "PROBLEM")])[0].nil
 
 
+def test_substitution_penalty_by_label(medtext_home):
+    """By default the SNOMED CT labels' string scores are lowered for a swapped word ("grip
+    strength" against "Prism strength"), FUNCTION's are not; a number is for every label; a value
+    outside 0..1 is an error."""
+    from medtext.terminologies.linking import SUBSTITUTION_PENALTIES
+
+    ix = ConceptIndex.load(default_index_dir())
+    ms = [Mention("grip strength", "TEST"), Mention("amb 40 ft with walker", "FUNCTION")]
+    default, plain, every = (Linker(ix, bi_encoder=None, substitution_penalty=p).link(ms)
+                             for p in (None, 0.0, 0.3))
+    assert plain[0].candidates[0].term == "Prism strength"
+    prism = {c.term: c.score for c in default[0].candidates}.get("Prism strength", 0.0)
+    assert prism < plain[0].candidates[0].score  # lowered for TEST
+    assert [(c.code, c.score) for c in default[1].candidates] == [(c.code, c.score) for c in plain[1].candidates]
+    assert [(c.code, c.score) for c in every[1].candidates] != [(c.code, c.score) for c in plain[1].candidates]
+    assert Linker(ix, bi_encoder=None).describe()["substitution_penalty"] == SUBSTITUTION_PENALTIES
+    assert "FUNCTION" not in SUBSTITUTION_PENALTIES
+    with pytest.raises(TerminologyError, match="substitution_penalty"):
+        Linker(ix, bi_encoder=None, substitution_penalty={"TEST": 2})
+
+
 def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
     """A label's own NIL threshold; the examples' TF-IDF term for the labels given only."""
     ix = ConceptIndex.load(default_index_dir())

@@ -383,6 +383,45 @@ def test_misspelling_scan_skips_three_letter_short_forms():
     assert r.search("gaut", k=1)[0]["code"] == "B"
 
 
+def test_swapped_word_lowers_the_string_score():
+    """A word of the query standing where the name has another is another concept, however alike
+    the spelling ("grip strength" is not "prism strength"); a more or less specific name, another
+    form of a word, a misspelling or a generic head word is not a swap. The posting-list version
+    (WordAligner, fuzzy_matrix) gives the pairwise figures."""
+    import numpy
+
+    from medtext.terminologies import retrieval
+    from medtext.terminologies.retrieval import (LexicalRetriever, WordAligner, fuzzy_matrix, fuzzy_score,
+                                                 substituted)
+
+    assert substituted("hip pain", "pain") == 0 and substituted("hip pain", "knee pain") == 0.5
+    assert substituted("left total hip arthroplasty", "left total knee arthroplasty") == 1 / 3  # "left": a modifier
+    assert substituted("neck stiffness", "stiff neck") == 0 and substituted("pnuemonia", "pneumonia") == 0
+    assert substituted("impulse control problems", "impulse control disorder") == 0
+    assert substituted("", "pain") == 0 and substituted("of the", "pain") == 0
+    assert fuzzy_score("grip strength", "prism strength") == pytest.approx(
+        fuzzy_score("grip strength", "prism strength", penalty=0.0) * (1 - retrieval.SUBSTITUTION_PENALTY * 0.5))
+    texts = ["prism strength", "grip", "knee pain", "pain in knee", "stiff neck", "shoulder stiff", "", "r",
+             "pneumonia", "total knee arthroplasty", "urinary urgency", "bowel urgency", "stiffness of neck"]
+    queries = ["grip strength", "hip pain", "neck stiffness", "pnuemonia", "bladder urgency",
+               "total hip arthroplasty", "x", "left"]
+    aligner = WordAligner(texts)
+    for q in queries:
+        assert aligner.substituted(q).tolist() == [substituted(q, t) for t in texts], q
+    m = fuzzy_matrix(queries, texts, numpy.float64)
+    assert m.tolist() == [pytest.approx([fuzzy_score(q, t) for t in texts]) for q in queries]
+    assert fuzzy_matrix(queries, texts, numpy.float64, penalty=0.0).tolist() == \
+        [pytest.approx([fuzzy_score(q, t, penalty=0.0) for t in texts]) for q in queries]
+    # in the retriever: "Prism strength" ranks first by the plain string score, "Grip" with the penalty
+    rows = [("s", "A", "Grip", "preferred"), ("s", "B", "Prism strength", "preferred")]
+    r = LexicalRetriever(*map(list, zip(*rows)), {})
+    assert [h["code"] for h in r.search("grip strength", k=2)] == ["A", "B"]
+    plain, _ = r.search_rows("grip strength", k=2, penalty=0.0)
+    assert [r.codes[i] for i in plain] == ["B", "A"]
+    for q in ("grip strength", "prism", "grip strenght"):
+        assert [(h["code"], h["score"], h["matched"]) for h in r.search(q, k=20)] == _reference_ranking(r, q, 20)
+
+
 # --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
 @pytest.mark.parametrize("term,expected", [
     ("Endoscopy of urinary bladder", ["urinary bladder endoscopy", "cystoscopy"]),
