@@ -166,7 +166,9 @@ class WordAligner:
             ids.append(j)
             words.append(self.vocab[j])
             lens.append(len(self.vocab[j]))
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, list[int]] = {}  # query word -> matching ids, cleared at CACHE_WORDS
+
+    CACHE_WORDS = 200_000  # a long run meets new words (numbers, misspellings) without end
 
     def matching(self, word: str) -> list[int]:
         """Ids of the vocabulary words that are :func:`same_word` as ``word``."""
@@ -183,6 +185,8 @@ class WordAligner:
                 hi = bisect.bisect_right(lens, len(word) * 3 // 2)
                 found.update(ids[lo + k] for w, _, k in process.extract(
                     word, words[lo:hi], scorer=fuzz.ratio, score_cutoff=80, limit=None) if same_word(word, w))
+            if len(self._cache) >= self.CACHE_WORDS:
+                self._cache.clear()
             hit = self._cache[word] = sorted(found)
         return hit
 

@@ -408,6 +408,10 @@ def test_swapped_word_lowers_the_string_score():
     aligner = WordAligner(texts)
     for q in queries:
         assert aligner.substituted(q).tolist() == [substituted(q, t) for t in texts], q
+    small = WordAligner(texts)
+    small.CACHE_WORDS = 2  # the word cache is bounded; the shares stay the same
+    assert [small.substituted(q).tolist() for q in queries] == [aligner.substituted(q).tolist() for q in queries]
+    assert len(small._cache) <= 2
     m = fuzzy_matrix(queries, texts, numpy.float64)
     assert m.tolist() == [pytest.approx([fuzzy_score(q, t) for t in texts]) for q in queries]
     assert fuzzy_matrix(queries, texts, numpy.float64, penalty=0.0).tolist() == \
