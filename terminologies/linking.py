@@ -94,6 +94,20 @@ def _not_weight(v, high: float | None = None) -> bool:
     return isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (high is not None and v > high)
 
 
+def _check_label_weights(value, key: str, high: float | None, path) -> None:
+    """A per-label setting (``example_tfidf_weight``, ``substitution_penalty``): a weight, or a map
+    from entity label to one; else an error naming ``key``."""
+    if any(_not_weight(v, high) for v in (value.values() if isinstance(value, dict) else [value])):
+        raise TerminologyError(f"{key} is a weight {f'in 0..{high:g}' if high is not None else '>= 0'}, "
+                               f"or a map from entity label to one (got {value!r})", path)
+
+
+def _label_weight(value: float | dict[str, float], label: str) -> float:
+    """``label``'s value of a per-label setting: a number is every label's; a map names its labels,
+    the others get 0."""
+    return float(value.get(label, 0.0)) if isinstance(value, dict) else float(value)
+
+
 def _by_label(mentions: list["Mention"], idx: list[int]) -> dict[str, list[int]]:
     """The mention indexes ``idx`` grouped by entity label (each group is one search)."""
     out: dict[str, list[int]] = {}
@@ -187,18 +201,12 @@ class Linker:
             raise TerminologyError(f"dense_weights maps an entity label to a weight in 0..1 (bad: {bad})",
                                    index.path)
         self.dense_weights = {k: float(v) for k, v in (dense_weights or {}).items()}
-        weights = example_tfidf_weight.values() if isinstance(example_tfidf_weight, dict) else [example_tfidf_weight]
-        if any(_not_weight(v) for v in weights):
-            raise TerminologyError("example_tfidf_weight is a weight >= 0, or a map from entity label to one "
-                                   f"(got {example_tfidf_weight!r})", index.path)
+        _check_label_weights(example_tfidf_weight, "example_tfidf_weight", None, index.path)
         # a number: every label; a map: its labels, none for the others
         self.example_tfidf_weight = example_tfidf_weight
         if substitution_penalty is None:
             substitution_penalty = dict(SUBSTITUTION_PENALTIES)
-        weights = substitution_penalty.values() if isinstance(substitution_penalty, dict) else [substitution_penalty]
-        if any(_not_weight(v, 1.0) for v in weights):
-            raise TerminologyError("substitution_penalty is a weight in 0..1, or a map from entity label to one "
-                                   f"(got {substitution_penalty!r})", index.path)
+        _check_label_weights(substitution_penalty, "substitution_penalty", 1.0, index.path)
         self.substitution_penalty = substitution_penalty  # as example_tfidf_weight
         self.rerank_weight = rerank_weight
         self.use_context = use_context
@@ -250,8 +258,7 @@ class Linker:
 
     def penalty(self, label: str) -> float:
         """The substitution penalty of ``label``'s string scores (names and examples)."""
-        p = self.substitution_penalty
-        return float(p.get(label, 0.0)) if isinstance(p, dict) else float(p)
+        return _label_weight(self.substitution_penalty, label)
 
     def dense_w(self, label: str) -> float:
         """The weight of the cosine in ``label``'s fused score; 0: linked lexically."""
@@ -384,8 +391,7 @@ class Linker:
             # string similarity to an example: rapidfuzz's, plus example_tfidf_weight x the cosine of
             # character n-gram TF-IDF over the route's examples (fragments rare among them count
             # more; another system's examples do not change the weights)
-            w = self.example_tfidf_weight
-            w = float(w.get(label, 0.0)) if isinstance(w, dict) else float(w)
+            w = _label_weight(self.example_tfidf_weight, label)
             lex = fuzzy_matrix(qs, norms, aligner=self.ex_aligner, cols=cols, penalty=self.penalty(label))
             if w:
                 if label not in self._ex_tfidf:
