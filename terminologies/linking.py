@@ -541,12 +541,12 @@ class Linker:
             if len(q) < MIN_FUZZY_CHARS:  # "K", "BP": exact synonym, abbreviation or example matches only
                 pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0 or cand.example > 0}
             wd, pen = self.dense_w(mentions[i].label), self.penalty(mentions[i].label)
-            share = None
+            factor = None  # per synonym: 1 - penalty x the query's share of swapped words
             for c, cand in pools[i].items():
                 if cand.lexical == 0.0:
-                    if pen and share is None:
-                        share = self.lexical.aligner.substituted(q)
-                    cand.lexical = self._lexical_score(q, c, pen, share)
+                    if pen and factor is None:
+                        factor = 1 - pen * self.lexical.aligner.substituted(q)
+                    cand.lexical = self._lexical_score(q, c, factor)
                 cand.score = wd * cand.dense + (1 - wd) * cand.lexical if wd > 0 else cand.lexical
                 cand.score = max(cand.score, cand.example)
         before: dict[int, float] = {}  # best score before the classifier's mix
@@ -656,9 +656,9 @@ class Linker:
         return Candidate(self.c_system[c], self.c_code[c], self.c_term[c], self.c_kind[c], 0.0,
                          lexical=lexical, dense=dense, matched=matched)
 
-    def _lexical_score(self, q: str, c: int, penalty: float, share: numpy.ndarray | None) -> float:
-        """:func:`.retrieval.fuzzy_score` of concept ``c``'s best synonym, ``share``: the query's
-        substitution shares against every synonym (when ``penalty``)."""
+    def _lexical_score(self, q: str, c: int, factor: numpy.ndarray | None) -> float:
+        """:func:`.retrieval.fuzzy_score` of concept ``c``'s best synonym; ``factor``: per synonym,
+        1 - penalty x the query's share of swapped words (None: no penalty)."""
         from .retrieval import fuzzy_score
 
         best = 0.0
@@ -666,7 +666,7 @@ class Linker:
             n = self.lexical.norm[r]
             if n == q:
                 return 1.0
-            s = fuzzy_score(q, n, 0.0) * (1 - penalty * share[r]) if penalty else fuzzy_score(q, n, 0.0)
+            s = fuzzy_score(q, n, 0.0) * (factor[r] if factor is not None else 1.0)
             best = max(best, min(s, 0.99))
         return best
 
