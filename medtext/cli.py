@@ -326,6 +326,10 @@ def train_linker_clf_cmd(
                                      "(the linear layer's is ten times it)"),
     batch_size: int = typer.Option(32, min=1, help="With --finetune: mentions per step"),
     device: Optional[str] = typer.Option(None, help="With --finetune: torch device (cpu, cuda, cuda:1)"),
+    seeds: int = typer.Option(1, min=1, help="With --finetune: members fine-tuned with seeds --seed, --seed + 1, "
+                              "...; their probabilities' geometric mean is the classifier's (less "
+                              "dependent on one seed; each member costs the training time and an "
+                              "encoder call per mention again)"),
     names: bool = typer.Option(False, "--names", help="Also learn the default index's names (preferred "
                                "terms and synonyms) of every concept of the examples' systems, so "
                                "categories without examples become classes (for small systems such as ICF)"),
@@ -368,7 +372,7 @@ def train_linker_clf_cmd(
                 task = bar.add_task(f"fine-tuning on {len(rows):,} mentions", total=None)
                 clf = FinetunedClassifier.train(
                     rows, base=encoder or "all-MiniLM-L6-v2", epochs=epochs, learn_rate=learn_rate,
-                    batch_size=batch_size, seed=seed, device=device,
+                    batch_size=batch_size, seed=seed, seeds=seeds, device=device,
                     progress=lambda step, total, loss: bar.update(task, completed=step, total=total,
                                                                   description=f"loss {loss:.3f}"))
         except ImportError as e:
@@ -379,7 +383,7 @@ def train_linker_clf_cmd(
         clf.meta["index_names"] = n_names
         clf.save(target)
         typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
-            "examples", "index_names", "classes", "base", "epochs", "train_loss", "train_accuracy",
+            "examples", "index_names", "classes", "base", "epochs", "seeds", "train_loss", "train_accuracy",
             "train_seconds")}}, indent=2))
         return
     target = out or models_dir() / ("linker_clf_trf" if encoder else "linker_clf")

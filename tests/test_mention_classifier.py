@@ -299,6 +299,36 @@ def test_finetuned_classifier_bad_input_and_folders(finetuned, tmp_path):
         FinetunedClassifier.load(bad)
 
 
+def test_finetuned_seeds_are_members_averaged(finetuned, tmp_path):
+    """seeds=2: the first member is the seeds=1 classifier (same seed, deterministic), the second
+    another fine-tuning; the probabilities are the normalised geometric mean of the members'; the
+    folder keeps the first member where a one-member folder has it and loads back the same."""
+    from medtext.terminologies.finetuned_classifier import FinetunedClassifier
+
+    one, _ = finetuned
+    two = FinetunedClassifier.train(TRAIN, epochs=6, batch_size=4, learn_rate=1e-4, seed=0, seeds=2)
+    assert len(two.members) == 2 and two.meta["seeds"] == 2 and two.classes == one.classes
+    assert numpy.abs(two.weight - one.weight).max() < 1e-5  # member 0 = the seed-0 classifier
+    assert numpy.abs(two.members[1][1] - one.weight).max() > 1e-3  # member 1 = another seed
+    texts = ["amb 80 ft FWW, SBA", "LB dressing w/ sock aid", "got up out of the armchair"]
+    second = FinetunedClassifier(two.classes, *two.members[1], dict(two.meta))
+    geo = numpy.sqrt(one.predict_proba(texts) * second.predict_proba(texts))
+    p = two.predict_proba(texts)
+    assert numpy.abs(p - geo / geo.sum(axis=1, keepdims=True)).max() < 1e-4
+    assert [two.classes[i][1] for i in p.argmax(axis=1)] == ["d4500", "d5402", "d4104"]
+    path = two.save(tmp_path / "ft2")
+    assert sorted(f.name for f in path.iterdir()) == ["encoder", "head.safetensors", "member1", "meta.json"]
+    assert sorted(f.name for f in (path / "member1").iterdir()) == ["encoder", "head.safetensors"]
+    back = load_classifier(str(path))
+    assert len(back.members) == 2 and numpy.abs(back.predict_proba(texts) - p).max() < 1e-4
+    with pytest.raises(ValueError, match="seeds"):
+        FinetunedClassifier.train(TRAIN, seeds=0)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps(dict(meta, seeds=3)))  # member2 is not there
+    with pytest.raises(TerminologyError, match="not a fine-tuned medtext mention classifier"):
+        FinetunedClassifier.load(path)
+
+
 def test_train_linker_clf_finetune_command(tmp_path):
     pytest.importorskip("sentence_transformers")
     from typer.testing import CliRunner
@@ -309,11 +339,13 @@ def test_train_linker_clf_finetune_command(tmp_path):
     f.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in TRAIN))
     out = tmp_path / "ft"
     res = CliRunner().invoke(app, ["train", "linker-clf", "--finetune", "--examples", str(f), "--out", str(out),
-                                   "--epochs", "1", "--batch-size", "8"])
+                                   "--epochs", "1", "--batch-size", "8", "--seeds", "2"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output[res.output.index("{"):])
     assert report["examples"] == len(TRAIN) and report["classes"] == 3 and report["epochs"] == 1
-    assert load_classifier(str(out)).meta["examples_source"] == str(f)
+    assert report["seeds"] == 2 and (out / "member1" / "head.safetensors").is_file()
+    back = load_classifier(str(out))
+    assert back.meta["examples_source"] == str(f) and len(back.members) == 2
     res = CliRunner().invoke(app, ["train", "linker-clf", "--finetune", "--examples", str(f), "--out",
                                    str(tmp_path / "x"), "--encoder", "medtext:no_such_model"])
     assert res.exit_code == 2 and "is not built" in res.output
