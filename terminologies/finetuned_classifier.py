@@ -129,10 +129,9 @@ class FinetunedClassifier:
         t0 = time.perf_counter()
         members, losses = [], []
         for k in range(seeds):
-            def member_progress(step, _steps, loss, done=k * steps):
-                if progress is not None:
-                    progress(done + step, seeds * steps, loss)
-            model, weight, bias, loss = _fit_member(rows, ci, path, epochs=epochs, learn_rate=learn_rate,
+            member_progress = None if progress is None else \
+                (lambda step, loss, done=k * steps: progress(done + step, seeds * steps, loss))
+            model, weight, bias, loss = _fit_member(rows, ci, path, epochs=epochs, steps=steps, learn_rate=learn_rate,
                                                     batch_size=batch_size, scale=scale, max_length=max_length,
                                                     seed=seed + k, device=device, progress=member_progress)
             members.append((model, weight, bias))
@@ -223,11 +222,11 @@ def _member_dir(k: int) -> str:
     return f"member{k}" if k else "."
 
 
-def _fit_member(rows: list[tuple[str, tuple[str, str]]], ci: dict, path: str, *, epochs: int, learn_rate: float,
-                batch_size: int, scale: float, max_length: int, seed: int, device: str | None,
-                progress: Callable[[int, int, float], None]) -> tuple:
-    """Fine-tune one member from the base model at ``path``: (encoder, weight, bias, mean loss of
-    the last epoch)."""
+def _fit_member(rows: list[tuple[str, tuple[str, str]]], ci: dict, path: str, *, epochs: int, steps: int,
+                learn_rate: float, batch_size: int, scale: float, max_length: int, seed: int, device: str | None,
+                progress: Callable[[int, float], None] | None) -> tuple:
+    """Fine-tune one member from the base model at ``path`` for ``steps`` batches (``epochs``
+    passes): (encoder, weight, bias, mean loss of the last epoch); ``progress(step, loss)``."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -240,7 +239,6 @@ def _fit_member(rows: list[tuple[str, tuple[str, str]]], ci: dict, path: str, *,
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW([{"params": list(model.parameters()), "lr": learn_rate},
                              {"params": list(head.parameters()), "lr": learn_rate * 10}], weight_decay=0.01)
-    steps = epochs * math.ceil(len(rows) / batch_size)
     warm = max(1, int(0.06 * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
@@ -267,7 +265,7 @@ def _fit_member(rows: list[tuple[str, tuple[str, str]]], ci: dict, path: str, *,
             loss_sum += float(loss.item())
             n_batches += 1
             if progress is not None:
-                progress(step, steps, float(loss.item()))
+                progress(step, float(loss.item()))
     model.eval()
     return (model, head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy(),
             loss_sum / max(1, n_batches))
