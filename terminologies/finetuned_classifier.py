@@ -63,17 +63,9 @@ class FinetunedClassifier:
         self.device: str | None = None
 
     @property
-    def model(self):
-        """The first member's fine-tuned encoder (a SentenceTransformer)."""
-        return self.members[0][0]
-
-    @property
     def weight(self) -> numpy.ndarray:
-        return self.members[0][1]  # [classes, dim]
-
-    @property
-    def bias(self) -> numpy.ndarray:
-        return self.members[0][2]
+        """The first member's head weight [classes, dim]."""
+        return self.members[0][1]
 
     @property
     def encoder(self) -> None:
