@@ -30,7 +30,9 @@ SNOMED CT labels, none for FUNCTION, see
 classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
-a list of them is one ensemble, the geometric mean of their probabilities), weighted by ``classifier_weight``. ``nlp.pipe`` links all entities of a batch of documents in one call.
+a list of them is one ensemble, the geometric mean of their probabilities), weighted by ``classifier_weight``;
+``classifier_prior`` (0: off; the presets 1.0) divides its probabilities by the classes' training
+frequencies to that power first, so rare categories are not outvoted for being rare. ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class EntityLinker:
                  classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
                  example_tfidf_weight: float | dict[str, float] = 0.5,
                  dense_weights: dict[str, float] | None = None,
-                 substitution_penalty: float | dict[str, float] | None = None):
+                 substitution_penalty: float | dict[str, float] | None = None,
+                 classifier_prior: float = 0.0):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -100,7 +103,8 @@ class EntityLinker:
                                  batch_size=batch_size, cache_size=cache_size, ann=ann, examples=rows,
                                  classifier=clf, classifier_weight=classifier_weight,
                                  nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
-                                 dense_weights=dense_weights, substitution_penalty=substitution_penalty)
+                                 dense_weights=dense_weights, substitution_penalty=substitution_penalty,
+                                 classifier_prior=classifier_prior)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -160,7 +164,7 @@ class EntityLinker:
                     "batch_size": 64,
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
-                    "dense_weights": None, "substitution_penalty": None},
+                    "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -170,7 +174,8 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 classifier_weight: float, nil_thresholds: dict[str, float] | None,
                 example_tfidf_weight: float | dict[str, float],
                 dense_weights: dict[str, float] | None,
-                substitution_penalty: float | dict[str, float] | None) -> EntityLinker:
+                substitution_penalty: float | dict[str, float] | None,
+                classifier_prior: float) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -178,4 +183,5 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         device=device, batch_size=batch_size, cache_size=cache_size, ann=ann,
                         examples=examples, classifier=classifier, classifier_weight=classifier_weight,
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
-                        dense_weights=dense_weights, substitution_penalty=substitution_penalty)
+                        dense_weights=dense_weights, substitution_penalty=substitution_penalty,
+                        classifier_prior=classifier_prior)

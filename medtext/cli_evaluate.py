@@ -158,6 +158,9 @@ def linking(
                    "trained on the data evaluated)"),
     classifier_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Score = w * classifier probability + "
                                                                          "(1 - w) * score"),
+    classifier_prior: float = typer.Option(1.0, min=0.0, max=4.0, help="Divide the classifier's probabilities "
+                                           "by its classes' training frequencies to this power (logit "
+                                           "adjustment; the presets' 1.0; 0: off)"),
     bootstrap: int = typer.Option(0, min=0, help="Resample the documents this many times for 95% intervals "
                                                "(e.g. 1000; 0: none)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
@@ -198,7 +201,8 @@ def linking(
                         dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
                         use_context=use_context, examples=load_examples(examples) if examples else None,
                         classifier=load_classifier(classifier) if classifier else None,
-                        classifier_weight=classifier_weight, nil_thresholds=per_label or None,
+                        classifier_weight=classifier_weight, classifier_prior=classifier_prior,
+                        nil_thresholds=per_label or None,
                         dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
                         **({"example_tfidf_weight": tfidf} if tfidf else {}))
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap)
@@ -213,7 +217,7 @@ def linking(
     if examples:
         how += f" + examples {' + '.join(examples)} ({r['linker']['examples']})"
     if classifier:
-        how += f" + classifier {' x '.join(classifier)} (w={classifier_weight})"
+        how += f" + classifier {' x '.join(classifier)} (w={classifier_weight}, prior {classifier_prior})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
                f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")

@@ -131,7 +131,9 @@ class FinetunedClassifier:
         seconds = time.perf_counter() - t0
         clf = cls(classes, *members[0], {
             "format": FORMAT, "base": base_id, "scale": scale, "max_length": max_length,
-            "examples": len(rows), "classes": len(classes), "epochs": epochs, "learn_rate": learn_rate,
+            "examples": len(rows), "classes": len(classes),
+            "class_counts": numpy.bincount([ci[c] for _, c in rows], minlength=len(classes)).tolist(),
+            "epochs": epochs, "learn_rate": learn_rate,
             "batch_size": batch_size, "seed": seed, "seeds": seeds,
             "train_loss": round(sum(losses) / len(losses), 4),  # mean over the last epoch (and the members)
             "train_seconds": round(seconds, 1)}, others=members[1:])

@@ -34,7 +34,11 @@ score is the better of its synonyms' and its examples' (few-shot linking of shor
 notes), a :class:`~.finetuned_classifier.FinetunedClassifier` (``--finetune``) or a
 :class:`~.mention_classifier.ClassifierEnsemble` of them (the ``trf`` preset's) re-ranks the candidates of the mentions whose route holds its classes: each score becomes
 ``classifier_weight * p(concept | mention) + (1 - classifier_weight) * score``, and the
-classifier's most probable concepts join the candidates (scored on their synonyms as well). It
+classifier's most probable concepts join the candidates (scored on their synonyms as well).
+``classifier_prior`` (tau; the presets use 1.0) first divides the probabilities by the classes'
+training frequencies to the power tau and renormalises them (logit adjustment: a category seen
+twice in training is not outvoted by a frequent neighbour for that reason alone; on a two-fold
+split of the ICF train notes, macro-F1 0.634 at tau 0 and 0.648 at 1, see README). It
 re-ranks only: whether a mention is NIL is decided on the better of the best score before
 the mix and the best after it.
 
@@ -181,7 +185,8 @@ class Linker:
                  classifier_weight: float = 0.5, nil_thresholds: dict[str, float] | None = None,
                  example_tfidf_weight: float | dict[str, float] = EXAMPLE_TFIDF_WEIGHT,
                  dense_weights: dict[str, float] | None = None,
-                 substitution_penalty: float | dict[str, float] | None = None):
+                 substitution_penalty: float | dict[str, float] | None = None,
+                 classifier_prior: float = 0.0):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -246,6 +251,10 @@ class Linker:
             self._setup_examples(examples)
         self.classifier = classifier
         self.classifier_weight = classifier_weight
+        if not isinstance(classifier_prior, (int, float)) or not 0.0 <= classifier_prior <= 4.0:
+            raise TerminologyError(f"classifier_prior must be within 0..4, not {classifier_prior!r}", index.path)
+        self.classifier_prior = float(classifier_prior)
+        self.clf_adjust = None  # per class: 1 / frequency ** classifier_prior, scaled to max 1
         if classifier is not None:
             self._setup_classifier(classifier)
         self.cross = None
@@ -334,6 +343,17 @@ class Linker:
             log.warning("the mention classifier names %d codes that are not in the index (e.g. %s): "
                         "they are never proposed", len(missing), ", ".join(missing[:3]))
         self.clf_concept = ids  # class -> concept id (-1: not in the index)
+        if self.classifier_prior > 0:
+            from .mention_classifier import class_counts
+
+            counts = class_counts(clf)
+            if counts is None:
+                log.warning("classifier_prior %.2f is not applied: the mention classifier records no class "
+                            "counts (retrain it with `medtext train linker-clf`)", self.classifier_prior)
+            else:
+                freq = numpy.maximum(counts, 1.0) / numpy.maximum(counts, 1.0).sum()
+                adjust = freq ** -self.classifier_prior
+                self.clf_adjust = (adjust / adjust.max()).astype(numpy.float32)
         self.clf_class = {int(c): k for k, c in enumerate(ids.tolist()) if c >= 0}  # concept id -> class
 
     def _classifier_channel(self, mentions, queries, routed, pools, spare, qv, qrow) -> dict[int, numpy.ndarray]:
@@ -353,6 +373,8 @@ class Linker:
                     and all(i in qrow for i in idx) \
                     else self.classifier.embed(texts, batch_size=self.batch_size, device=self.device)
             probs = self.classifier.predict_proba(texts, vectors)
+            if self.clf_adjust is not None:
+                probs = probs * self.clf_adjust
             probs[:, ~allowed] = 0.0
             probs /= numpy.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
             for row, i in enumerate(idx):
@@ -680,4 +702,5 @@ class Linker:
                 "examples": len(self.ex_norm), "example_tfidf_weight": self.example_tfidf_weight,
                 "substitution_penalty": self.substitution_penalty,
                 "classifier": (self.classifier.meta.get("name") or "mention classifier") if self.classifier is not None else None,
-                "classifier_weight": self.classifier_weight if self.classifier is not None else None}
+                "classifier_weight": self.classifier_weight if self.classifier is not None else None,
+                "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None}

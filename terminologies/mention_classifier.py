@@ -255,7 +255,7 @@ class MentionClassifier:
         model._w32 = None
         acc = float((numpy.argmax(x @ w + b, axis=1) == y).mean())
         model.meta = {**model.meta, "format": FORMAT, "examples": n, "classes": k, "features": int(x.shape[1]),
-                      "l2": l2, "min_df": min_df, "steps": steps, "learn_rate": learn_rate, "seed": seed,
+                      "class_counts": numpy.bincount(y, minlength=k).tolist(), "l2": l2, "min_df": min_df, "steps": steps, "learn_rate": learn_rate, "seed": seed,
                       "train_loss": round(loss, 4), "train_accuracy": round(acc, 4),
                       "train_seconds": round(time.perf_counter() - t0, 1)}
         return model
@@ -363,6 +363,43 @@ class ClassifierEnsemble:
         logs -= logs.max(axis=1, keepdims=True) if len(texts) else 0.0
         out = numpy.exp(logs)
         return (out / out.sum(axis=1, keepdims=True)).astype(numpy.float32)
+
+
+def class_counts(clf) -> numpy.ndarray | None:
+    """How many training examples each of ``clf.classes`` had (the linker's ``classifier_prior``
+    divides by their frequencies): ``class_counts`` in the classifier's meta (written by training
+    since 2026-12-02), else counted again from its ``examples_source`` when that still loads
+    (older folders, e.g. ``medtext:icf``); an ensemble's is the mean over the members that have
+    the class. None when neither is there."""
+    if isinstance(clf, ClassifierEnsemble):
+        per = [class_counts(m) for m in clf.members]
+        if any(p is None for p in per):
+            return None
+        total, seen = numpy.zeros(len(clf.classes)), numpy.zeros(len(clf.classes))
+        for p, cols in zip(per, clf._cols):
+            total[cols] += p
+            seen[cols] += 1
+        return total / numpy.maximum(seen, 1)
+    counts = clf.meta.get("class_counts")
+    if isinstance(counts, list) and len(counts) == len(clf.classes):
+        return numpy.asarray(counts, dtype=numpy.float64)
+    source = clf.meta.get("examples_source")
+    if not isinstance(source, str):
+        return None
+    from medtext.corpora.linking_data import load_examples
+    from medtext.errors import MedtextError
+
+    try:
+        rows = load_examples(source)
+    except (MedtextError, OSError, ValueError):
+        return None
+    index = {tuple(c): i for i, c in enumerate(clf.classes)}
+    out = numpy.zeros(len(clf.classes))
+    for text, system, code in rows:
+        i = index.get((system, code))
+        if i is not None and text and text.strip():
+            out[i] += 1
+    return out if out.any() else None
 
 
 def load_classifier(spec: str | list[str]):

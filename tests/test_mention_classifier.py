@@ -61,7 +61,7 @@ def test_save_load_round_trip_and_bad_folders(clf, tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["meta.json", "weights.npz"]
     back = MentionClassifier.load(path)
     texts = ["amb 80 ft FWW, SBA", "LB dressing w/ sock aid"]
-    assert back.classes == clf.classes
+    assert back.classes == clf.classes and back.meta["class_counts"] == clf.meta["class_counts"] == [6, 6, 6]
     # weights are stored as float16: probabilities agree closely, not bit for bit
     assert numpy.abs(back.predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-3
     meta = json.loads((path / "meta.json").read_text())
@@ -124,7 +124,7 @@ def test_component_config_and_packaged_model(medtext_home, tmp_path, clf):
     assert classifier_path("medtext:linker_clf") == PACKAGED_MODELS / "linker_clf"
     packaged = load_classifier("medtext:linker_clf")
     assert packaged.meta["examples_source"] == "medtext:icf"
-    assert packaged.meta["examples"] == len(load_examples("medtext:icf"))
+    assert packaged.meta["examples"] == len(load_examples("medtext:icf")) == sum(packaged.meta["class_counts"])
     assert {s for s, _ in packaged.classes} == {"icf"} and len(packaged.classes) > 150
     nlp = spacy.blank("en")
     comp = nlp.add_pipe("medtext_linker", config={"classifier": "medtext:linker_clf"})
@@ -132,6 +132,9 @@ def test_component_config_and_packaged_model(medtext_home, tmp_path, clf):
     assert "+classifier=medtext:linker_clf" in comp.model_id
     with pytest.raises(ConfigError, match="classifier.*medtext train linker-clf"):
         nlp.add_pipe("medtext_linker", name="l2", config={"classifier": str(tmp_path / "none")})
+    with pytest.raises(ConfigError, match="classifier_prior must be within 0..4"):
+        nlp.add_pipe("medtext_linker", name="l5", config={"classifier": "medtext:linker_clf",
+                                                          "classifier_prior": -1.0})
     with pytest.raises(ConfigError, match="classifier_weight must be within 0..1"):
         nlp.add_pipe("medtext_linker", name="l3", config={"classifier": "medtext:linker_clf",
                                                           "classifier_weight": 1.5})
@@ -146,6 +149,7 @@ def test_presets_link_shorthand_with_the_packaged_classifier(nlp):
     shorthand gets its category."""
     linker = nlp.get_pipe("medtext_linker").linker
     assert linker.classifier is not None and linker.classifier_weight == 0.5
+    assert linker.describe()["classifier_prior"] == 1.0 and linker.clf_adjust is not None
     r = linker.link([Mention("sit<>stand from elevated bed w/ FWW, min A x1", "FUNCTION")])[0]
     assert r.best.code == "d4104" and r.best.classifier > 0.3
 
@@ -270,6 +274,7 @@ def test_finetuned_classifier_learns_files_and_links(finetuned, medtext_home):
     assert not list(path.rglob("*.bin")) and not list(path.rglob("*.pkl"))  # safetensors only
     back = load_classifier(str(path))
     assert isinstance(back, FinetunedClassifier) and back.classes == clf.classes and back.encoder is None
+    assert back.meta["class_counts"] == clf.meta["class_counts"] == [6, 6, 6]
     assert numpy.abs(back.predict_proba(texts) - p).max() < 1e-4
     lk = Linker(ConceptIndex.load(default_index_dir()), bi_encoder=None, classifier=back, nil_threshold=0.0)
     r = lk.link([Mention("got up out of the armchair", "FUNCTION"), Mention("chest pain", "PROBLEM")])
@@ -390,3 +395,47 @@ def test_classifier_ensemble_averages_over_the_union_of_classes(clf, medtext_hom
     assert r.best.code == "d4200" and r.best.classifier > 0.2
     with pytest.raises(ConfigError, match="classifier.*medtext train linker-clf"):
         nlp.add_pipe("medtext_linker", name="l2", config={"classifier": [str(a), str(tmp_path / "none")]})
+
+
+def test_classifier_prior_divides_by_class_frequencies(medtext_home, tmp_path, caplog):
+    """classifier_prior = tau: the classifier's probabilities over its route are divided by the
+    classes' training frequencies to the power tau and renormalised (logit adjustment)."""
+    from medtext.terminologies.mention_classifier import ClassifierEnsemble, class_counts
+
+    # walking four times as often as the other two categories
+    skew = TRAIN + [(f"{t} ({k})", s, c) for k in range(3) for t, s, c in TRAIN if c == "d4500"]
+    clf = MentionClassifier.train(skew, min_df=1, steps=100, seed=0)
+    assert dict(zip([c for _, c in clf.classes], clf.meta["class_counts"])) == {"d4104": 6, "d4500": 24, "d5402": 6}
+    ix = ConceptIndex.load(default_index_dir())
+    m = Mention("zzqx", "FUNCTION")  # no feature: the bias alone, which favours the frequent class
+    p = dict(zip([c for _, c in clf.classes], clf.predict_proba([m.text])[0].astype(float)))
+    counts = {"d4104": 6, "d4500": 24, "d5402": 6}
+    z = sum(p[c] / counts[c] for c in p)
+    plain = Linker(ix, bi_encoder=None, top=5, classifier=clf)
+    adjusted = Linker(ix, bi_encoder=None, top=5, classifier=clf, classifier_prior=1.0)
+    for linker, want in ((plain, p), (adjusted, {c: p[c] / counts[c] / z for c in p})):
+        got = {c.code: c.classifier for c in linker.link([m])[0].candidates if c.code in p}
+        assert got == pytest.approx(want, abs=1e-5)
+    assert plain.describe()["classifier_prior"] is None and adjusted.describe()["classifier_prior"] == 1.0
+    # half the power: the square root of the frequencies
+    half = Linker(ix, bi_encoder=None, top=5, classifier=clf, classifier_prior=0.5)
+    got = {c.code: c.classifier for c in half.link([m])[0].candidates if c.code in p}
+    assert got["d4500"] / got["d4104"] == pytest.approx(p["d4500"] / p["d4104"] / 2, rel=1e-4)
+    with pytest.raises(TerminologyError, match="classifier_prior must be within 0..4"):
+        Linker(ix, bi_encoder=None, classifier=clf, classifier_prior=-0.5)
+    # a folder trained before the counts were recorded: counted again from its examples' source
+    f = tmp_path / "skew.jsonl"
+    f.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in skew))
+    old = MentionClassifier.load(clf.save(tmp_path / "old"))
+    old.meta.pop("class_counts")
+    assert class_counts(old) is None
+    old.meta["examples_source"] = str(f)
+    assert class_counts(old).tolist() == [6, 24, 6]
+    # neither: a warning, and the probabilities stay as they are
+    old.meta["examples_source"] = str(tmp_path / "gone.jsonl")
+    with caplog.at_level("WARNING"):
+        lk = Linker(ix, bi_encoder=None, classifier=old, classifier_prior=1.0)
+    assert "classifier_prior 1.00 is not applied" in caplog.text and lk.clf_adjust is None
+    # an ensemble: the mean count over the members that have the class
+    even = MentionClassifier.train(TRAIN, min_df=1, steps=20, seed=0)
+    assert class_counts(ClassifierEnsemble([clf, even])).tolist() == [6, 15, 6]
