@@ -48,9 +48,10 @@ Configurations (each needs what the one before it built):
 - ``dense-snomed-exs``, ``dense-snomed-exs-clf-ens`` (**the trf preset**): ``dense-base-exs``
                    with FUNCTION linked lexically (``TRF_LINKING``: ``dense_weights =
                    {"FUNCTION": 0.0}``), all-MiniLM-L6-v2 candidates for the SNOMED CT labels
-                   (``dense_weight`` 0.8 since 2026-12-02, 0.6 before). Their classifiers divide by
-                   the classes' training frequencies (``classifier_prior`` 1.0, since 2026-12-02
-                   *latest*); the ``-ex`` ones do not.
+                   (``dense_weight`` 0.8 since 2026-12-02, 0.6 before). Their ensembles
+                   (``-exs-clf-ens``) divide by the classes' training frequencies
+                   (``classifier_prior`` 1.0, the trf preset's, since 2026-12-02 *latest*); no other
+                   configuration does.
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -86,8 +87,9 @@ PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT":
                   "example_tfidf_weight": {"FUNCTION": 0.5},
                   "substitution_penalty": {"PROBLEM": 0.3, "TEST": 0.3, "TREATMENT": 0.3, "PROCEDURE": 0.3,
                                            "DRUG": 0.3, "ANATOMY": 0.3}}
-# the presets' classifier_prior (logit adjustment; chosen on a two-fold split of the ICF train notes)
-PRESET_PRIOR = 1.0
+# the trf preset's classifier_prior (logit adjustment; chosen on a two-fold split of the ICF train
+# notes; the other presets keep 0)
+TRF_PRIOR = 1.0
 # what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8, FUNCTION lexical
 TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0}}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
@@ -152,8 +154,8 @@ def main() -> None:
                     sys.exit(f"{classifier_path(one)} was trained on {member.meta['examples_source']}, "
                              f"not {EXAMPLES}: the ICF test split must stay unseen")
             specs[f"{name}-{suffix}"] = spec
-            # the presets' configurations (-exs) divide by the classes' frequencies (since 2026-12-02)
-            prior = PRESET_PRIOR if name.endswith("-exs") else 0.0
+            # the trf preset's ensemble divides by the classes' frequencies (since 2026-12-02 *latest*)
+            prior = TRF_PRIOR if name.endswith("-exs") and suffix == "clf-ens" else 0.0
             settings[f"{name}-{suffix}"] = (settings[name][0], dict(settings[name][1], classifier=clf,
                                                                     classifier_weight=0.5, classifier_prior=prior))
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),

@@ -31,7 +31,7 @@ classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext tr
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
 a list of them is one ensemble, the geometric mean of their probabilities), weighted by ``classifier_weight``;
-``classifier_prior`` (0: off; the presets 1.0) divides its probabilities by the classes' training
+``classifier_prior`` (0: off; the ``trf`` preset 1.0) divides its probabilities by the classes' training
 frequencies to that power first, so rare categories are not outvoted for being rare. ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 

@@ -158,9 +158,9 @@ def linking(
                    "trained on the data evaluated)"),
     classifier_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Score = w * classifier probability + "
                                                                          "(1 - w) * score"),
-    classifier_prior: float = typer.Option(1.0, min=0.0, max=4.0, help="Divide the classifier's probabilities "
+    classifier_prior: float = typer.Option(0.0, min=0.0, max=4.0, help="Divide the classifier's probabilities "
                                            "by its classes' training frequencies to this power (logit "
-                                           "adjustment; the presets' 1.0; 0: off)"),
+                                           "adjustment; the trf preset's 1.0; 0: off)"),
     bootstrap: int = typer.Option(0, min=0, help="Resample the documents this many times for 95% intervals "
                                                "(e.g. 1000; 0: none)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),

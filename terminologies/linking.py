@@ -35,7 +35,7 @@ notes), a :class:`~.finetuned_classifier.FinetunedClassifier` (``--finetune``) o
 :class:`~.mention_classifier.ClassifierEnsemble` of them (the ``trf`` preset's) re-ranks the candidates of the mentions whose route holds its classes: each score becomes
 ``classifier_weight * p(concept | mention) + (1 - classifier_weight) * score``, and the
 classifier's most probable concepts join the candidates (scored on their synonyms as well).
-``classifier_prior`` (tau; the presets use 1.0) first divides the probabilities by the classes'
+``classifier_prior`` (tau; the ``trf`` preset uses 1.0) first divides the probabilities by the classes'
 training frequencies to the power tau and renormalises them (logit adjustment: a category seen
 twice in training is not outvoted by a frequent neighbour for that reason alone; on a two-fold
 split of the ICF train notes, macro-F1 0.634 at tau 0 and 0.648 at 1, see README). It
