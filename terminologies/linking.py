@@ -38,7 +38,8 @@ classifier's most probable concepts join the candidates (scored on their synonym
 ``classifier_prior`` (tau; the ``trf`` preset uses 1.0) first divides the probabilities by the classes'
 training frequencies to the power tau and renormalises them (logit adjustment: a category seen
 twice in training is not outvoted by a frequent neighbour for that reason alone; on a two-fold
-split of the ICF train notes, macro-F1 0.634 at tau 0 and 0.648 at 1, see README). It
+split of the ICF train notes, the fine-tuned × n-gram pair's macro-F1 0.634 at tau 0 and 0.648
+at 1, see README). It
 re-ranks only: whether a mention is NIL is decided on the better of the best score before
 the mix and the best after it.
 
@@ -351,8 +352,7 @@ class Linker:
                 log.warning("classifier_prior %.2f is not applied: the mention classifier records no class "
                             "counts (retrain it with `medtext train linker-clf`)", self.classifier_prior)
             else:
-                freq = numpy.maximum(counts, 1.0) / numpy.maximum(counts, 1.0).sum()
-                adjust = freq ** -self.classifier_prior
+                adjust = numpy.maximum(counts, 1.0) ** -self.classifier_prior  # the scale cancels out
                 self.clf_adjust = (adjust / adjust.max()).astype(numpy.float32)
         self.clf_class = {int(c): k for k, c in enumerate(ids.tolist()) if c >= 0}  # concept id -> class
 

@@ -255,7 +255,8 @@ class MentionClassifier:
         model._w32 = None
         acc = float((numpy.argmax(x @ w + b, axis=1) == y).mean())
         model.meta = {**model.meta, "format": FORMAT, "examples": n, "classes": k, "features": int(x.shape[1]),
-                      "class_counts": numpy.bincount(y, minlength=k).tolist(), "l2": l2, "min_df": min_df, "steps": steps, "learn_rate": learn_rate, "seed": seed,
+                      "class_counts": numpy.bincount(y, minlength=k).tolist(),
+                      "l2": l2, "min_df": min_df, "steps": steps, "learn_rate": learn_rate, "seed": seed,
                       "train_loss": round(loss, 4), "train_accuracy": round(acc, 4),
                       "train_seconds": round(time.perf_counter() - t0, 1)}
         return model
