@@ -370,8 +370,9 @@ def class_counts(clf) -> numpy.ndarray | None:
     """How many training examples each of ``clf.classes`` had (the linker's ``classifier_prior``
     divides by their frequencies): ``class_counts`` in the classifier's meta (written by training
     since 2026-12-02), else counted again from its ``examples_source`` when that still loads
-    (older folders, e.g. ``medtext:icf``); an ensemble's is the mean over the members that have
-    the class. None when neither is there."""
+    (older folders, e.g. ``medtext:icf``; also when the recorded ones are not non-negative numbers,
+    one per class); an ensemble's is the mean over the members that have the class. None when
+    neither is there."""
     if isinstance(clf, ClassifierEnsemble):
         per = [class_counts(m) for m in clf.members]
         if any(p is None for p in per):
@@ -382,8 +383,10 @@ def class_counts(clf) -> numpy.ndarray | None:
             seen[cols] += 1
         return total / numpy.maximum(seen, 1)
     counts = clf.meta.get("class_counts")
-    if isinstance(counts, list) and len(counts) == len(clf.classes):
+    if isinstance(counts, list) and len(counts) == len(clf.classes) and all(
+            isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) and n >= 0 for n in counts):
         return numpy.asarray(counts, dtype=numpy.float64)
+    # missing or corrupt (a hand-edited meta.json): count again below rather than divide by NaN
     source = clf.meta.get("examples_source")
     if not isinstance(source, str):
         return None

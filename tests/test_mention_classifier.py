@@ -439,6 +439,11 @@ def test_classifier_prior_divides_by_class_frequencies(medtext_home, tmp_path, c
     assert class_counts(old) is None
     old.meta["examples_source"] = str(f)
     assert class_counts(old).tolist() == [6, 24, 6]
+    # corrupt recorded counts (not numbers, None, negative, too few) are counted again, never NaN
+    for bad in (["x", 1, 2], [None, 1, 2], [-1, 24, 6], [6, 24]):
+        old.meta["class_counts"] = bad
+        assert class_counts(old).tolist() == [6, 24, 6]
+    old.meta.pop("class_counts")
     # neither: a warning, and the probabilities stay as they are
     old.meta["examples_source"] = str(tmp_path / "gone.jsonl")
     with caplog.at_level("WARNING"):
