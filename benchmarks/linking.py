@@ -39,8 +39,10 @@ Configurations (each needs what the one before it built):
                    (``medtext:linker_clf_ftn``, ``--finetune --names``);
 - ``lexical-exs``, ``dense-base-exs``: ``lexical-ex`` /
                    ``dense-base-ex`` with the SNOMED CT-coded spans (every label but FUNCTION) of
-                   the team's train notes as examples too (``examples = ["medtext:icf",
-                   "medtext:snomed"]``; the SNOMED CT dev and test notes are never seen) and the
+                   the team's train notes and, since 2026-12-04, the procedure spans of its case
+                   reports as examples too (``examples = ["medtext:icf", "medtext:snomed",
+                   "medtext:cases"]``; the SNOMED CT dev and test notes are never seen; results in
+                   the JSON from runs before 2026-12-04 are without the case reports) and the
                    presets' NIL thresholds for SNOMED CT labels and example TF-IDF weight
                    (``PRESET_LINKING``); ``lexical-exs-clf`` (**the default, fast and patient
                    presets** since 2026-12-01) and ``lexical-exs-clf-ens`` (the trf preset until
@@ -127,7 +129,7 @@ def main() -> None:
             shutil.rmtree(base_dir, ignore_errors=True)
             shutil.copytree(tuned_dir, base_dir, ignore=shutil.ignore_patterns("embeddings.f16.npy"))
             embed_index(base_dir, "all-MiniLM-L6-v2")
-    icf_ex, both_ex = load_examples(EXAMPLES), load_examples([EXAMPLES, "medtext:snomed"])
+    icf_ex, both_ex = load_examples(EXAMPLES), load_examples([EXAMPLES, "medtext:snomed", "medtext:cases"])
     settings = {
         "lexical": (tuned_dir, dict(bi_encoder=None)),
         "dense-base": (base_dir, dict(bi_encoder="index")),

@@ -18,7 +18,8 @@ for lexical linking of that label) and
 ``cross_encoder`` (a CrossEncoder name or path, e.g. ``medtext:linker_cross`` after ``medtext
 train linker``). ``examples`` adds annotated mentions as extra names of their concepts
 (``"medtext:icf"``: the team's ICF train and dev notes; ``"medtext:snomed"``: the SNOMED
-CT-coded spans (every label but FUNCTION) of the team's train clinical notes; or a JSONL path, see
+CT-coded spans (every label but FUNCTION) of the team's train clinical notes; ``"medtext:cases"``:
+the procedure spans of its case reports in machine-translated English; or a JSONL path, see
 :func:`medtext.corpora.linking_data.load_examples`; a list of them is their union), each scored
 by string similarity plus ``example_tfidf_weight`` times a character n-gram TF-IDF cosine (a
 number for every label, or a map from label to weight; the presets give it to FUNCTION only).

@@ -46,6 +46,9 @@ ICF_DIR = Path(__file__).resolve().parent / "icf"
 # the NER corpus's notes with SNOMED CT codes (every span but FUNCTION; dev, test and the
 # train split the examples read), see corpora/GUIDELINES.md
 SNOMED_DIR = Path(__file__).resolve().parent / "snomed"
+# procedure-coded case reports in the English of machine-translated Spanish journal case
+# reports, written and coded by the team (train only), see corpora/GUIDELINES.md
+CASES_DIR = Path(__file__).resolve().parent / "cases"
 
 
 @dataclass
@@ -93,7 +96,8 @@ def read_medtext_linking(path: Path, split: str | tuple[str, ...] | None = None)
 
 # the team's notes as examples: never the ICF test split, never the SNOMED CT dev split
 TEAM_EXAMPLES = {"medtext:icf": (ICF_DIR, ("train", "dev")), "medtext:icf-train": (ICF_DIR, ("train",)),
-                 "medtext:icf-dev": (ICF_DIR, ("dev",)), "medtext:snomed": (SNOMED_DIR, ("train",))}
+                 "medtext:icf-dev": (ICF_DIR, ("dev",)), "medtext:snomed": (SNOMED_DIR, ("train",)),
+                 "medtext:cases": (CASES_DIR, ("train",))}
 _ICF_CODE = re.compile(r"^[bsde]\d+$")
 
 
@@ -101,7 +105,8 @@ def load_examples(spec: str | list[str]) -> list[tuple[str, str, str]]:
     """(text, system, code) linking examples from ``spec``: ``"medtext:icf"`` (the team's ICF
     notes, train and dev splits; ``"medtext:icf-train"`` / ``"medtext:icf-dev"`` for one of
     them: the test split stays unseen), ``"medtext:snomed"`` (the SNOMED CT-coded spans of the
-    team's train clinical notes), a JSONL file (or folder of them) of
+    team's train clinical notes), ``"medtext:cases"`` (the procedure spans of the team's 80 case
+    reports in machine-translated English), a JSONL file (or folder of them) of
     ``{"text", "system", "code"}`` rows, or of linked notes in the team's markup
     (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT); a list of specs is
     their union. A malformed row is an :class:`InputError` naming file:line."""

@@ -150,8 +150,9 @@ def linking(
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
     examples: Optional[list[str]] = typer.Option(
         None, help="Annotated mentions as extra concept names: medtext:icf (train + dev), medtext:icf-dev, "
-                   "medtext:snomed (the SNOMED CT-coded spans of the team's train notes) or a JSONL path; "
-                   "give it twice for both (never the data evaluated)"),
+                   "medtext:snomed (the SNOMED CT-coded spans of the team's train notes), medtext:cases (the "
+                   "procedure spans of its case reports) or a JSONL path; "
+                   "repeat it for their union (never the data evaluated)"),
     classifier: Optional[list[str]] = typer.Option(
         None, help="Mention classifier: medtext:linker_clf, medtext:linker_clf_ft or a model folder; "
                    "give it twice for an ensemble (geometric mean), as the trf preset does (never one "

@@ -147,6 +147,31 @@ def test_snomed_gold_set_is_valid(medtext_home, tmp_path):
     assert "pass the index" in check_linked_notes([bad])["problems"][0]
 
 
+def test_case_reports_are_valid(medtext_home):
+    """The team's procedure-coded case reports (machine-translated English): PROCEDURE spans
+    only, every code a procedure or regime/therapy of the default index, train split only, read
+    whole by ``medtext:cases``."""
+    from medtext.corpora.linking_data import (CASES_DIR, SNOMED_DIR, check_linked_notes, load_examples,
+                                              read_linked_notes)
+    from medtext.terminologies.default import default_index_dir
+    from medtext.terminologies.index import ConceptIndex
+
+    index = ConceptIndex.load(default_index_dir())
+    files = sorted(CASES_DIR.glob("*.jsonl"))
+    report = check_linked_notes(files, index=index)
+    assert report["problems"] == []
+    assert report["by_split"] == {"train": report["mentions"]} and report["mentions"] >= 1400
+    assert set(report["by_chapter"]) == {"snomed:PROCEDURE"}
+    notes = read_linked_notes(files)
+    assert len(notes) == 80 and len({n.id for n in notes}) == 80
+    assert not {n.id for n in notes} & {n.id for n in read_linked_notes(sorted(SNOMED_DIR.glob("*.jsonl")))}
+    kinds = {index.concept("snomed", c)["kind"] for n in notes for _, _, _, codes in n.spans for c in codes}
+    assert kinds <= {"procedure", "regime/therapy"}
+    coded = [(n.text[a:b], "snomed", c) for n in notes for a, b, _, codes in n.spans for c in codes]
+    assert load_examples("medtext:cases") == coded  # one row per code: composite spans give two
+    assert sum(bool(codes) for n in notes for *_, codes in n.spans) == report["mentions"] - report["nil"]
+
+
 def test_link_markup_errors(tmp_path):
     import pytest
 
@@ -235,7 +260,7 @@ def test_benchmark_measures_the_presets_linking_settings():
     for preset in ("default", "fast", "patient", "trf"):
         linker = Config().from_disk(root / "configs" / f"{preset}.cfg", interpolate=False)["components"]["medtext_linker"]
         assert {k: linker[k] for k in bench.PRESET_LINKING} == bench.PRESET_LINKING, preset
-        assert linker["examples"] == ["medtext:icf", "medtext:snomed"], preset
+        assert linker["examples"] == ["medtext:icf", "medtext:snomed", "medtext:cases"], preset
         # the trf preset's dense candidates (SNOMED CT labels) are dense-snomed-exs's; the others are lexical
         dense = {k: linker.get(k) for k in bench.TRF_LINKING}
         assert (dense == bench.TRF_LINKING and linker["bi_encoder"] == "index") \
