@@ -1,6 +1,7 @@
 """Entity linking accuracy and speed: MedProcNER dev (SNOMED CT procedures, English forms),
-the team's ICF test split and its held-out ICF notes, and the team's SNOMED CT-coded dev and
-test notes (``corpora/snomed``), for each linker configuration.
+the team's ICF test split and its held-out ICF notes, the team's SNOMED CT-coded dev and
+test notes (``corpora/snomed``) and its dev case reports in machine-translated English
+(``corpora/cases``, ``snomed-cases-dev``; since 2026-12-04), for each linker configuration.
 
     python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...] [--bootstrap 1000]
 
@@ -107,7 +108,7 @@ def main() -> None:
                    help="Resamples of the documents for 95%% intervals (0: none)")
     args = p.parse_args()
 
-    from medtext.corpora.linking_data import (ICF_DIR, SNOMED_DIR, load_examples, read_medprocner,
+    from medtext.corpora.linking_data import (CASES_DIR, ICF_DIR, SNOMED_DIR, load_examples, read_medprocner,
                                               read_medtext_linking)
     from medtext.evaluate import evaluate_linking
     from medtext.terminologies.default import default_index_dir
@@ -164,7 +165,9 @@ def main() -> None:
             "icf-test": (read_medtext_linking(ICF_DIR, "test"), None),
             "icf-heldout": (read_medtext_linking(ICF_DIR, "heldout"), None),
             "snomed-notes-dev": (read_medtext_linking(SNOMED_DIR, "dev"), "snomed"),
-            "snomed-notes-test": (read_medtext_linking(SNOMED_DIR, "test"), "snomed")}
+            "snomed-notes-test": (read_medtext_linking(SNOMED_DIR, "test"), "snomed"),
+            # the team's 80 dev case reports (machine-translated English; the examples read the train ones)
+            "snomed-cases-dev": (read_medtext_linking(CASES_DIR, "dev"), "snomed")}
     results = {"anchors": ANCHORS, "configs": {}}
     if args.out.exists():  # keep the configurations not run this time
         results["configs"] = json.loads(args.out.read_text()).get("configs", {})

@@ -47,7 +47,8 @@ ICF_DIR = Path(__file__).resolve().parent / "icf"
 # train split the examples read), see corpora/GUIDELINES.md
 SNOMED_DIR = Path(__file__).resolve().parent / "snomed"
 # procedure-coded case reports in the English of machine-translated Spanish journal case
-# reports, written and coded by the team (train only), see corpora/GUIDELINES.md
+# reports, written and coded by the team (train: the examples; dev: evaluation only), see
+# corpora/GUIDELINES.md
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 
 
@@ -105,7 +106,7 @@ def load_examples(spec: str | list[str]) -> list[tuple[str, str, str]]:
     """(text, system, code) linking examples from ``spec``: ``"medtext:icf"`` (the team's ICF
     notes, train and dev splits; ``"medtext:icf-train"`` / ``"medtext:icf-dev"`` for one of
     them: the test split stays unseen), ``"medtext:snomed"`` (the SNOMED CT-coded spans of the
-    team's train clinical notes), ``"medtext:cases"`` (the procedure spans of the team's 80 case
+    team's train clinical notes), ``"medtext:cases"`` (the procedure spans of the team's 80 train case
     reports in machine-translated English), a JSONL file (or folder of them) of
     ``{"text", "system", "code"}`` rows, or of linked notes in the team's markup
     (``[span](LABEL|code)``; codes like ``d450`` are ICF, others SNOMED CT); a list of specs is

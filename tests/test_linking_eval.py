@@ -149,8 +149,8 @@ def test_snomed_gold_set_is_valid(medtext_home, tmp_path):
 
 def test_case_reports_are_valid(medtext_home):
     """The team's procedure-coded case reports (machine-translated English): PROCEDURE spans
-    only, every code a procedure or regime/therapy of the default index, train split only, read
-    whole by ``medtext:cases``."""
+    only, every code a procedure or regime/therapy of the default index; ``medtext:cases`` reads
+    the train split whole and never the dev one."""
     from medtext.corpora.linking_data import (CASES_DIR, SNOMED_DIR, check_linked_notes, load_examples,
                                               read_linked_notes)
     from medtext.terminologies.default import default_index_dir
@@ -160,16 +160,17 @@ def test_case_reports_are_valid(medtext_home):
     files = sorted(CASES_DIR.glob("*.jsonl"))
     report = check_linked_notes(files, index=index)
     assert report["problems"] == []
-    assert report["by_split"] == {"train": report["mentions"]} and report["mentions"] >= 1400
+    assert set(report["by_split"]) == {"train", "dev"} and min(report["by_split"].values()) >= 1400
     assert set(report["by_chapter"]) == {"snomed:PROCEDURE"}
     notes = read_linked_notes(files)
-    assert len(notes) == 80 and len({n.id for n in notes}) == 80
+    assert len(notes) == 160 and len({n.id for n in notes}) == 160
     assert not {n.id for n in notes} & {n.id for n in read_linked_notes(sorted(SNOMED_DIR.glob("*.jsonl")))}
     kinds = {index.concept("snomed", c)["kind"] for n in notes for _, _, _, codes in n.spans for c in codes}
     assert kinds <= {"procedure", "regime/therapy"}
-    coded = [(n.text[a:b], "snomed", c) for n in notes for a, b, _, codes in n.spans for c in codes]
+    train = [n for n in notes if n.split == "train"]
+    coded = [(n.text[a:b], "snomed", c) for n in train for a, b, _, codes in n.spans for c in codes]
     assert load_examples("medtext:cases") == coded  # one row per code: composite spans give two
-    assert sum(bool(codes) for n in notes for *_, codes in n.spans) == report["mentions"] - report["nil"]
+    assert len(train) == 80 and {n.split for n in notes} - {"train"} == {"dev"}
 
 
 def test_link_markup_errors(tmp_path):
