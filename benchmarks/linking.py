@@ -55,6 +55,10 @@ Configurations (each needs what the one before it built):
                    (``-exs-clf-ens``) divide by the classes' training frequencies
                    (``classifier_prior`` 1.0, the trf preset's, since 2026-12-02 *latest*); no other
                    configuration does.
+- ``dense-tuned-snomed-exs``, ``dense-tuned-snomed-exs-clf-ens``: the same with the fine-tuned
+                   bi-encoder's candidates (``medtext train linker``, e.g. ``--no-cross --system
+                   snomed``: the default index embedded with medtext:linker_bi) instead of
+                   all-MiniLM-L6-v2's.
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -142,9 +146,12 @@ def main() -> None:
         "lexical-exs": (tuned_dir, dict(bi_encoder=None, examples=both_ex, **PRESET_LINKING)),
         "dense-base-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, **PRESET_LINKING)),
         "dense-snomed-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, **PRESET_LINKING, **TRF_LINKING)),
+        "dense-tuned-snomed-exs": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=both_ex,
+                                                   **PRESET_LINKING, **TRF_LINKING)),
     }
     specs = {}  # config -> classifier spec
-    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs", "dense-snomed-exs"):
+    for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs", "dense-snomed-exs",
+                 "dense-tuned-snomed-exs"):
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue

@@ -271,11 +271,14 @@ def train_linker_cmd(
     max_pairs: int = typer.Option(30000, min=100, help="Most terminology synonym pairs for the bi-encoder"),
     max_queries: int = typer.Option(2500, min=10, help="Most terminology queries for the cross-encoder"),
     negatives: int = typer.Option(5, min=1, help="Hard negatives per cross-encoder query"),
+    system: Optional[list[str]] = typer.Option(None, "--system", help="Train on the names and team "
+                                               "mentions of this terminology system only (repeatable, "
+                                               "e.g. --system snomed; default: every system)"),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     seed: int = typer.Option(0, help="Random seed"),
 ) -> None:
     """Fine-tune the linker's bi-encoder (SapBERT-style, on terminology synonyms and the team's
-    linked notes), re-embed the index with it, and train the cross-encoder re-ranker on its hard
+    linked notes: ICF train and dev, SNOMED CT train notes, train case reports), re-embed the index with it, and train the cross-encoder re-ranker on its hard
     negatives. Models go to $MEDTEXT_HOME/models/linker_bi and linker_cross; use them with
     medtext_linker.bi_encoder = "index" and cross_encoder = "medtext:linker_cross"."""
     import json
@@ -290,7 +293,7 @@ def train_linker_cmd(
 
         report = train_linker(index_path=index, base=base, bi=bi, cross=cross, bi_epochs=bi_epochs,
                               ce_epochs=ce_epochs, max_pairs=max_pairs, max_queries=max_queries,
-                              negatives=negatives,
+                              negatives=negatives, systems=set(system) if system else None,
                               seed=seed, device=None if device == "cpu" else device)
     except ImportError as e:
         _fail(f"training the linker needs the transformer stack ({e}): pip install 'medtext[trf]'", EXIT_USAGE)

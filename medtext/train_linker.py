@@ -1,9 +1,11 @@
 """``medtext train linker``: fine-tune the linker's bi-encoder and train its cross-encoder.
 
 Training data comes only from the terminology index and the team's own linked notes
-(``corpora/icf``, their ``train`` and ``dev`` splits, and the SNOMED CT-coded clinical notes
-of ``corpora/snomed``, their ``train`` split; test, held-out and the SNOMED CT dev notes are never
-read here):
+(``corpora/icf``, their ``train`` and ``dev`` splits, the SNOMED CT-coded clinical notes
+of ``corpora/snomed``, their ``train`` split, and the procedure-coded case reports of
+``corpora/cases``, their ``train`` split; the ICF test and held-out notes, the SNOMED CT dev and
+test notes and the dev case reports are never read here). ``systems`` (``--system``) keeps the
+pairs and queries of some terminology systems only (e.g. ``snomed``):
 
 1. **Bi-encoder** (SapBERT-style). Pairs of names of the same concept (synonym/synonym,
    synonym/preferred term, definition/preferred term) and (team mention, gold concept term),
@@ -36,16 +38,19 @@ from medtext.atomic import save_dir_atomically
 log = logging.getLogger(__name__)
 
 
-def _concept_texts(index) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[str, str], str]]:
-    """(system, code) -> distinct names (preferred first), and -> first definition."""
+def _concept_texts(index, systems: set[str] | None = None
+                   ) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[str, str], str]]:
+    """(system, code) -> distinct names (preferred first), and -> first definition; the concepts
+    of ``systems`` only when given."""
     from medtext.terminologies.index import normalize
 
     names: dict[tuple[str, str], list[str]] = {}
     seen: dict[tuple[str, str], set[str]] = {}
     con = index.tables["concepts"]
     for s, c, t in zip(con.column("system").to_pylist(), con.column("code").to_pylist(), con.column("term").to_pylist()):
-        names[(s, c)] = [t]
-        seen[(s, c)] = {normalize(t)}
+        if systems is None or s in systems:
+            names[(s, c)] = [t]
+            seen[(s, c)] = {normalize(t)}
     syn = index.tables["synonyms"]
     for s, c, t in zip(syn.column("system").to_pylist(), syn.column("code").to_pylist(), syn.column("term").to_pylist()):
         key = (s, c)
@@ -57,21 +62,25 @@ def _concept_texts(index) -> tuple[dict[tuple[str, str], list[str]], dict[tuple[
     return names, first_definitions(index)
 
 
-def team_mentions(splits: tuple[str, ...] = ("train", "dev")) -> list[tuple[str, str, str, str]]:
+def team_mentions(splits: tuple[str, ...] = ("train", "dev"),
+                  systems: set[str] | None = None) -> list[tuple[str, str, str, str]]:
     """(mention, label, system, code) of the team's linked notes (single-code): the ICF notes of
-    ``splits`` and the SNOMED CT-coded clinical notes of the train split (their dev and test
-    splits are evaluation data)."""
-    from medtext.corpora.linking_data import ICF_DIR, SNOMED_DIR, read_medtext_linking
+    ``splits``, the SNOMED CT-coded clinical notes of the train split and the procedure spans of
+    the train case reports (their dev and test splits are evaluation data); of ``systems`` only
+    when given."""
+    from medtext.corpora.linking_data import CASES_DIR, ICF_DIR, SNOMED_DIR, read_medtext_linking
 
-    return ([(m.text, m.label, "icf", m.codes[0]) for m in read_medtext_linking(ICF_DIR, splits)
-             if len(m.codes) == 1]
-            + [(m.text, m.label, "snomed", m.codes[0]) for m in read_medtext_linking(SNOMED_DIR, "train")
-               if len(m.codes) == 1])
+    out = [(m.text, m.label, "icf", m.codes[0]) for m in read_medtext_linking(ICF_DIR, splits)
+           if len(m.codes) == 1]
+    for folder in (SNOMED_DIR, CASES_DIR):
+        out += [(m.text, m.label, "snomed", m.codes[0]) for m in read_medtext_linking(folder, "train")
+                if len(m.codes) == 1]
+    return [row for row in out if systems is None or row[2] in systems]
 
 
 def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size: int = 64,
                      max_pairs: int = 30000, team_repeat: int = 3, lr: float = 3e-5, seed: int = 0,
-                     device: str | None = None) -> dict[str, Any]:
+                     device: str | None = None, systems: set[str] | None = None) -> dict[str, Any]:
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
@@ -81,7 +90,7 @@ def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size
     from medtext.terminologies.embeddings import resolve_model
 
     rng = random.Random(seed)
-    names, defs = _concept_texts(index)
+    names, defs = _concept_texts(index, systems)
     pairs: list[tuple[str, str, tuple[str, str]]] = []
     for key, ns in names.items():
         cand = [(a, b) for i, a in enumerate(ns) for b in ns[i + 1:]]
@@ -91,7 +100,7 @@ def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size
         pairs += [(a, b, key) for a, b in cand[:3]]
     rng.shuffle(pairs)
     pairs = pairs[:max_pairs]
-    team = [(m, names[(s, c)][0], (s, c)) for m, _, s, c in team_mentions() if (s, c) in names]
+    team = [(m, names[(s, c)][0], (s, c)) for m, _, s, c in team_mentions(systems=systems) if (s, c) in names]
     pairs += team * team_repeat
     rng.shuffle(pairs)
     t0 = time.perf_counter()
@@ -134,7 +143,8 @@ def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size
     trainer.train()
     train_s = time.perf_counter() - t1
     save_dir_atomically(model.save_pretrained, out)
-    stats = {"base": resolve_model(base)[1], "pairs": len(pairs), "team_pairs": len(team) * team_repeat,
+    stats = {"base": resolve_model(base)[1], "systems": sorted(systems) if systems else None,
+             "pairs": len(pairs), "team_pairs": len(team) * team_repeat,
              "epochs": epochs, "batch_size": batch_size, "learning_rate": lr,
              "mining_seconds": round(mined_s, 1), "train_seconds": round(train_s, 1)}
     (out / "medtext_training.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -143,12 +153,13 @@ def train_bi_encoder(index, *, base: str, out: Path, epochs: int = 1, batch_size
 
 def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1, batch_size: int = 32,
                         max_queries: int = 6000, negatives: int = 7, team_repeat: int = 3,
-                        lr: float = 3e-5, seed: int = 0, device: str | None = None) -> dict[str, Any]:
+                        lr: float = 3e-5, seed: int = 0, device: str | None = None,
+                        systems: set[str] | None = None) -> dict[str, Any]:
     from medtext.terminologies.embeddings import resolve_model
     from medtext.terminologies.linking import ROUTES, Mention, candidate_text
 
     rng = random.Random(seed)
-    names, defs = _concept_texts(index)
+    names, defs = _concept_texts(index, systems)
     # a label per concept kind, so each query is routed like an entity of that kind would be
     kind_label = {}
     for label, routes in ROUTES.items():
@@ -166,7 +177,7 @@ def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1,
         queries.append((rng.choice(q), label, key))
     rng.shuffle(queries)
     queries = queries[:max_queries]
-    team = [(m, lab, (s, c)) for m, lab, s, c in team_mentions() if (s, c) in names]
+    team = [(m, lab, (s, c)) for m, lab, s, c in team_mentions(systems=systems) if (s, c) in names]
     queries += team * team_repeat
     t0 = time.perf_counter()
     results = []
@@ -187,7 +198,8 @@ def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1,
 
     train_s = fit_cross_encoder(rows, base=base, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
                                 seed=seed, device=device)
-    stats = {"base": resolve_model(base)[1], "queries": len(queries), "pairs": len(rows["label"]),
+    stats = {"base": resolve_model(base)[1], "systems": sorted(systems) if systems else None,
+             "queries": len(queries), "pairs": len(rows["label"]),
              "team_queries": len(team) * team_repeat, "negatives_per_query": negatives, "epochs": epochs,
              "batch_size": batch_size, "learning_rate": lr, "mining_seconds": round(mined_s, 1),
              "train_seconds": round(train_s, 1)}
@@ -198,7 +210,7 @@ def train_cross_encoder(index, linker, *, base: str, out: Path, epochs: int = 1,
 def train_linker(*, index_path: Path | None = None, base: str = "all-MiniLM-L6-v2",
                  bi: bool = True, cross: bool = True, bi_epochs: int = 1, ce_epochs: int = 1,
                  max_pairs: int = 30000, max_queries: int = 2500, negatives: int = 5, seed: int = 0,
-                 device: str | None = None) -> dict[str, Any]:
+                 device: str | None = None, systems: set[str] | None = None) -> dict[str, Any]:
     """Train both models, re-embed the index, return timings and counts."""
     import torch
 
@@ -210,12 +222,20 @@ def train_linker(*, index_path: Path | None = None, base: str = "all-MiniLM-L6-v
     torch.manual_seed(seed)
     path = Path(index_path) if index_path else default_index_dir()
     index = ConceptIndex.load(path)
+    if systems is not None:
+        have = set(index.tables["concepts"].column("system").unique().to_pylist())
+        if not systems or not systems <= have:
+            from medtext.errors import ConfigError
+
+            raise ConfigError(f"--system {', '.join(sorted(systems - have)) or '(none)'}: this index has the "
+                              f"systems {', '.join(sorted(have))}")
     models_dir().mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"index": str(path)}
     t = time.perf_counter()
     if bi:
         report["bi_encoder"] = train_bi_encoder(index, base=base, out=models_dir() / "linker_bi",
-                                                epochs=bi_epochs, max_pairs=max_pairs, seed=seed, device=device)
+                                                epochs=bi_epochs, max_pairs=max_pairs, seed=seed, device=device,
+                                                systems=systems)
         t_embed = time.perf_counter()
         embed_index(path, "medtext:linker_bi", device=device)
         report["embed_seconds"] = round(time.perf_counter() - t_embed, 1)
@@ -230,6 +250,6 @@ def train_linker(*, index_path: Path | None = None, base: str = "all-MiniLM-L6-v
         report["cross_encoder"] = train_cross_encoder(index, linker, base=base, out=models_dir() / "linker_cross",
                                                       epochs=ce_epochs, max_queries=max_queries,
                                                       negatives=negatives, seed=seed,
-                                                      device=device)
+                                                      device=device, systems=systems)
     report["total_seconds"] = round(time.perf_counter() - t, 1)
     return report

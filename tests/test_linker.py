@@ -414,6 +414,14 @@ def test_train_linker_plumbing(tiny, tmp_path):
     assert stats["pairs"] > stats["queries"] and (tmp_path / "ce" / "model.safetensors").exists()
     r = Linker(ix2, bi_encoder="index", cross_encoder=str(tmp_path / "ce")).link([Mention("fever", "PROBLEM")])
     assert r[0].candidates
+    # --system: the names of that system only; one the index lacks is a clear error
+    from medtext.errors import ConfigError
+    from medtext.train_linker import _concept_texts, train_linker
+
+    assert set(_concept_texts(ix, {"snomed"})[0]) == set(_concept_texts(ix)[0])
+    assert _concept_texts(ix, {"icf"})[0] == {}
+    with pytest.raises(ConfigError, match="--system icf: this index has the systems snomed"):
+        train_linker(index_path=tiny["index"], systems={"icf"})
 
 
 def test_rerank_weight_mixes_scores(tiny):

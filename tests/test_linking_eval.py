@@ -131,10 +131,11 @@ def test_snomed_gold_set_is_valid(medtext_home, tmp_path):
         assert spans == {s for s in src.spans if s[2] in keep}, note.id
     train = [m for m in read_medtext_linking(SNOMED_DIR, "train")]
     assert load_examples("medtext:snomed") == [(m.text, "snomed", c) for m in train for c in m.codes]
-    # `medtext train linker` reads the train split too, never dev or test
+    # `medtext train linker` reads the train split too (then the train case reports), never dev or test
     from medtext.train_linker import team_mentions
     team = [t for t in team_mentions() if t[2] == "snomed"]
-    assert team == [(m.text, m.label, "snomed", m.codes[0]) for m in train if len(m.codes) == 1]
+    notes_team = [(m.text, m.label, "snomed", m.codes[0]) for m in train if len(m.codes) == 1]
+    assert team[:len(notes_team)] == notes_team
     assert {lab for _, lab, _, _ in team} == {"PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG", "ANATOMY"}
     both = load_examples(["medtext:icf", "medtext:snomed"])
     assert len(both) == len(load_examples("medtext:icf")) + len(load_examples("medtext:snomed"))
@@ -171,6 +172,22 @@ def test_case_reports_are_valid(medtext_home):
     coded = [(n.text[a:b], "snomed", c) for n in train for a, b, _, codes in n.spans for c in codes]
     assert load_examples("medtext:cases") == coded  # one row per code: composite spans give two
     assert len(train) == 80 and {n.split for n in notes} - {"train"} == {"dev"}
+    # `medtext train linker` reads the train reports' single-code spans, never the dev ones
+    from medtext.corpora.linking_data import read_medtext_linking
+    from medtext.train_linker import team_mentions
+
+    team = team_mentions()
+    single = [(m.text, m.label, "snomed", m.codes[0]) for m in read_medtext_linking(CASES_DIR, "train")
+              if len(m.codes) == 1]
+    assert len(single) > 1000 and team[-len(single):] == single
+    from medtext.corpora.linking_data import ICF_DIR
+
+    # ICF train + dev, SNOMED CT train notes, train case reports: nothing else (no dev report)
+    others = [m for folder, splits in ((ICF_DIR, ("train", "dev")), (SNOMED_DIR, "train"))
+              for m in read_medtext_linking(folder, splits) if len(m.codes) == 1]
+    assert len(team) == len(others) + len(single)
+    assert team_mentions(systems={"snomed"}) == [t for t in team if t[2] == "snomed"]
+    assert {t[2] for t in team_mentions(systems={"icf"})} == {"icf"}
 
 
 def test_link_markup_errors(tmp_path):
