@@ -278,9 +278,10 @@ def train_linker_cmd(
     seed: int = typer.Option(0, help="Random seed"),
 ) -> None:
     """Fine-tune the linker's bi-encoder (SapBERT-style, on terminology synonyms and the team's
-    linked notes: ICF train and dev, SNOMED CT train notes, train case reports), re-embed the index with it, and train the cross-encoder re-ranker on its hard
-    negatives. Models go to $MEDTEXT_HOME/models/linker_bi and linker_cross; use them with
-    medtext_linker.bi_encoder = "index" and cross_encoder = "medtext:linker_cross"."""
+    linked notes: ICF train and dev, SNOMED CT train notes, train case reports), re-embed the
+    index with it, and train the cross-encoder re-ranker on its hard negatives. Models go to
+    $MEDTEXT_HOME/models/linker_bi and linker_cross; use them with medtext_linker.bi_encoder =
+    "index" and cross_encoder = "medtext:linker_cross"."""
     import json
     import logging
 
