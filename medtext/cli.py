@@ -334,6 +334,9 @@ def train_linker_clf_cmd(
                               "...; their probabilities' geometric mean is the classifier's (less "
                               "dependent on one seed; each member costs the training time and an "
                               "encoder call per mention again)"),
+    augment: float = typer.Option(0.0, min=0.0, max=1.0, help="With --finetune: the probability that a mention "
+                                  "is rewritten in an epoch (digits, side, level of assistance and pronouns "
+                                  "changed; same training time)"),
     names: bool = typer.Option(False, "--names", help="Also learn the default index's names (preferred "
                                "terms and synonyms) of every concept of the examples' systems, so "
                                "categories without examples become classes (for small systems such as ICF)"),
@@ -376,7 +379,7 @@ def train_linker_clf_cmd(
                 task = bar.add_task(f"fine-tuning on {len(rows):,} mentions", total=None)
                 clf = FinetunedClassifier.train(
                     rows, base=encoder or "all-MiniLM-L6-v2", epochs=epochs, learn_rate=learn_rate,
-                    batch_size=batch_size, seed=seed, seeds=seeds, device=device,
+                    batch_size=batch_size, seed=seed, seeds=seeds, augment=augment, device=device,
                     progress=lambda step, total, loss: bar.update(task, completed=step, total=total,
                                                                   description=f"loss {loss:.3f}"))
         except ImportError as e:
@@ -387,7 +390,7 @@ def train_linker_clf_cmd(
         clf.meta["index_names"] = n_names
         clf.save(target)
         typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
-            "examples", "index_names", "classes", "base", "epochs", "seeds", "train_loss", "train_accuracy",
+            "examples", "index_names", "classes", "base", "epochs", "seeds", "augment", "train_loss", "train_accuracy",
             "train_seconds")}}, indent=2))
         return
     target = out or models_dir() / ("linker_clf_trf" if encoder else "linker_clf")

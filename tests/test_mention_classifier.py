@@ -342,6 +342,34 @@ def test_finetuned_seeds_are_members_averaged(finetuned, tmp_path):
         FinetunedClassifier.load(path)
 
 
+def test_augment_mention_keeps_the_category_words(finetuned):
+    """augment_mention changes digits (same length, no new leading zero), side, level of
+    assistance and pronouns only; augment=1 trains on rewritten mentions (other weights than
+    augment=0, same steps) and still learns; a probability outside [0, 1] is refused."""
+    import random
+    import re
+
+    from medtext.terminologies.finetuned_classifier import ASSIST_LEVELS, FinetunedClassifier, augment_mention
+
+    rng = random.Random(3)
+    text = "amb 40 ft FWW CGA, L knee buckled; his wife helps"
+    outs = {augment_mention(text, rng) for _ in range(40)}
+    assert len(outs) > 20 and text not in outs
+    levels = "|".join(re.escape(w) for w in ASSIST_LEVELS)
+    shape = re.compile(rf"amb [1-9]\d ft FWW (?:{levels}), R knee buckled; her husband helps")
+    assert all(shape.fullmatch(o) for o in outs), outs
+    assert augment_mention("Independent with I/O, B LE", rng) == "Independent with I/O, B LE"
+    assert augment_mention("", rng) == ""
+    one, _ = finetuned
+    aug = FinetunedClassifier.train(TRAIN, epochs=6, batch_size=4, learn_rate=1e-4, seed=0, augment=1.0)
+    assert aug.meta["augment"] == 1.0 and one.meta["augment"] == 0.0
+    assert numpy.abs(aug.weight - one.weight).max() > 1e-3
+    p = aug.predict_proba(["amb 80 ft FWW, SBA", "LB dressing w/ sock aid", "got up out of the armchair"])
+    assert [aug.classes[i][1] for i in p.argmax(axis=1)] == ["d4500", "d5402", "d4104"]
+    with pytest.raises(ValueError, match="augment is a probability"):
+        FinetunedClassifier.train(TRAIN, augment=1.5)
+
+
 def test_train_linker_clf_finetune_command(tmp_path):
     pytest.importorskip("sentence_transformers")
     from typer.testing import CliRunner
