@@ -59,6 +59,9 @@ Configurations (each needs what the one before it built):
                    bi-encoder's candidates (``medtext train linker``, e.g. ``--no-cross --system
                    snomed``: the default index embedded with medtext:linker_bi) instead of
                    all-MiniLM-L6-v2's.
+- ``dense-snomed-var-exs``, ``dense-snomed-var-exs-clf-ens``: the trf preset's with the query's variant
+                   (no laterality or severity words, plurals singular) searched densely too
+                   (``dense_variant=True``; tried 2026-12-04, not adopted).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -148,10 +151,12 @@ def main() -> None:
         "dense-snomed-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, **PRESET_LINKING, **TRF_LINKING)),
         "dense-tuned-snomed-exs": (tuned_dir, dict(bi_encoder="medtext:linker_bi", examples=both_ex,
                                                    **PRESET_LINKING, **TRF_LINKING)),
+        "dense-snomed-var-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, dense_variant=True,
+                                                **PRESET_LINKING, **TRF_LINKING)),
     }
     specs = {}  # config -> classifier spec
     for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs", "dense-snomed-exs",
-                 "dense-tuned-snomed-exs"):
+                 "dense-tuned-snomed-exs", "dense-snomed-var-exs"):
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue

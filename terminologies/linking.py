@@ -14,7 +14,9 @@ Three stages, each optional after the first:
    fused score ``dense_weight * cosine + (1 - dense_weight) * lexical``. ``dense_weights`` gives
    a label its own weight; a label whose weight is 0 is linked lexically (no encoder call, no
    dense candidates: the ``trf`` preset keeps FUNCTION mentions, which its classifiers re-rank,
-   lexical).
+   lexical). ``dense_variant`` also encodes the query's variant (no laterality or severity
+   words, plurals singular; as the lexical channel) and takes 0.95 x its cosine where larger
+   (off: tried for the ``trf`` preset, no gain on the team's dev notes and case reports).
    String scores of the labels in ``substitution_penalty`` (default: the SNOMED CT labels) are
    lowered when a word of the mention stands where the name has another (``SUBSTITUTION_PENALTIES``).
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
@@ -187,7 +189,7 @@ class Linker:
                  example_tfidf_weight: float | dict[str, float] = EXAMPLE_TFIDF_WEIGHT,
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
-                 classifier_prior: float = 0.0):
+                 classifier_prior: float = 0.0, dense_variant: bool = False):
         from .retrieval import LexicalRetriever
 
         self.index = index
@@ -215,6 +217,7 @@ class Linker:
         _check_label_weights(substitution_penalty, "substitution_penalty", 1.0, index.path)
         self.substitution_penalty = substitution_penalty  # as example_tfidf_weight
         self.rerank_weight = rerank_weight
+        self.dense_variant = dense_variant
         self.use_context = use_context
         self.device = device
         self.batch_size = batch_size
@@ -532,11 +535,25 @@ class Linker:
         if dense:
             qv = self.bi_model.encode([queries[i] for i in dense], batch_size=self.batch_size,
                                       normalize_embeddings=True, convert_to_numpy=True).astype("float32")
+            vv, vrow = self._variant_vectors(queries, dense) if self.dense_variant else (None, {})
             for label, idx in _by_label(mentions, dense).items():
                 rows = self._route_rows[label]
                 if not len(rows):
                     continue
-                for i, hits in zip(idx, self._dense_top(rows, qv[[qrow[i] for i in idx]], self.n_candidates * 3)):
+                found = self._dense_top(rows, qv[[qrow[i] for i in idx]], self.n_candidates * 3)
+                with_v = [i for i in idx if i in vrow]
+                if with_v:  # the variant's neighbours too, its cosines times VARIANT_WEIGHT; best per row
+                    from .retrieval import VARIANT_WEIGHT
+
+                    extra = dict(zip(with_v, self._dense_top(rows, vv[[vrow[i] for i in with_v]],
+                                                             self.n_candidates * 3)))
+                    for n, i in enumerate(idx):
+                        if i in extra:
+                            best = dict(found[n])
+                            for r, cos in extra[i]:
+                                best[r] = max(best.get(r, -1.0), VARIANT_WEIGHT * cos)
+                            found[n] = sorted(best.items(), key=lambda x: -x[1])
+                for i, hits in zip(idx, found):
                     for r, cos in hits:
                         c = int(self.row_concept[r])
                         if c not in pools[i]:
@@ -553,10 +570,19 @@ class Linker:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
                 if missing:
                     q = qv[qrow[i]]
+                    v = vv[vrow[i]] if i in vrow else None
                     for c in missing:
                         rr = self.concept_rows[c]
-                        pools[i][c].dense = float(
-                            (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max()) if len(rr) else 0.0
+                        if not len(rr):
+                            pools[i][c].dense = 0.0
+                            continue
+                        e = numpy.asarray(self.index.embeddings[rr], dtype="float32")
+                        cos = float((e @ q).max())
+                        if v is not None:
+                            from .retrieval import VARIANT_WEIGHT
+
+                            cos = max(cos, VARIANT_WEIGHT * float((e @ v).max()))
+                        pools[i][c].dense = cos
         # fill lexical scores of dense-only candidates, fuse, rank
         for i in routed:
             q = self.lexical.key(queries[i])
@@ -616,6 +642,22 @@ class Linker:
         for i in routed:
             head = sorted(results[i].candidates[:self.rerank_top], key=lambda x: -x.score)
             results[i].candidates = head + results[i].candidates[self.rerank_top:]
+
+    def _variant_vectors(self, queries: list[str], dense: list[int]) -> tuple[numpy.ndarray | None, dict[int, int]]:
+        """``dense_variant``: the bi-encoder's vectors of the queries' variants (without
+        laterality and severity words, plurals made singular) where they differ from the query
+        (``dense`` mentions only), and mention -> row."""
+        var = {}
+        for i in dense:
+            k = self.lexical.key(queries[i])
+            v = self.lexical.variant(k) if k else k
+            if v and v != k:
+                var[i] = v
+        if not var:
+            return None, {}
+        vv = self.bi_model.encode(list(var.values()), batch_size=self.batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True).astype("float32")
+        return vv, {i: j for j, i in enumerate(var)}
 
     def _dense_top(self, rows: numpy.ndarray, q: numpy.ndarray, n: int) -> list[list[tuple[int, float]]]:
         """Best ``n`` (synonym row, cosine) among ``rows`` for each query vector: exact search,
@@ -703,4 +745,5 @@ class Linker:
                 "substitution_penalty": self.substitution_penalty,
                 "classifier": (self.classifier.meta.get("name") or "mention classifier") if self.classifier is not None else None,
                 "classifier_weight": self.classifier_weight if self.classifier is not None else None,
-                "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None}
+                "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None,
+                "dense_variant": self.dense_variant if self.bi_model is not None else None}

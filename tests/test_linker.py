@@ -348,6 +348,29 @@ def test_dense_weights_by_label(tiny, monkeypatch):
             Linker(ix, bi_encoder="index", dense_weights=bad)
 
 
+def test_dense_variant_searches_the_query_without_modifiers(tiny, monkeypatch):
+    """dense_variant (tried for the trf preset, not adopted): the variant of a mention with
+    modifiers ("severe pyrexia" -> "pyrexia") is encoded too, and a concept's cosine is at least
+    VARIANT_WEIGHT times the variant's; mentions without modifiers encode nothing more; off by
+    default."""
+    from medtext.terminologies.retrieval import VARIANT_WEIGHT
+
+    ix = ConceptIndex.load(tiny["index"])
+    off = Linker(ix, bi_encoder="index", nil_threshold=0.0)
+    on = Linker(ix, bi_encoder="index", nil_threshold=0.0, dense_variant=True)
+    assert off.describe()["dense_variant"] is False and on.describe()["dense_variant"] is True
+    encoded = []
+    real = on.bi_model.encode
+    monkeypatch.setattr(on.bi_model, "encode", lambda texts, **k: encoded.append(list(texts)) or real(texts, **k))
+    r = on.link([Mention("severe pyrexia", "PROBLEM"), Mention("chest pain", "PROBLEM")])
+    assert encoded == [["severe pyrexia", "chest pain"], ["pyrexia"]]
+    fever = next(c for c in r[0].candidates if c.code == "2")
+    assert fever.dense >= VARIANT_WEIGHT - 1e-4
+    before = next(c for c in off.link([Mention("severe pyrexia", "PROBLEM")])[0].candidates if c.code == "2")
+    assert fever.dense >= before.dense - 1e-6
+    assert [c.code for c in r[1].candidates] == [c.code for c in off.link([Mention("chest pain", "PROBLEM")])[0].candidates]
+
+
 def test_cross_encoder_reranks(tiny):
     ix = ConceptIndex.load(tiny["index"])
     lk = Linker(ix, bi_encoder="index", cross_encoder=tiny["ce"], nil_threshold=0.0, use_context=True)
