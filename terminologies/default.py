@@ -234,9 +234,9 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     for did, scts in doid_sct.items():
         for cui in doid_cui.get(did, ()):
             cui_sct.setdefault(cui, set()).update(scts)
-        for sct in scts:
+        for sct in sorted(scts):  # sets: sorted, so the index files are the same build after build
             data.add_synonym("snomed", sct, doid_label[did], "synonym", "doid")
-            for code in doid_icd.get(did, ()):
+            for code in sorted(doid_icd.get(did, ())):
                 icd_map(sct, code, "doid")
     stale = sorted(where for rows in (wrong, wrong_synonyms) for k, where in rows.items() if k not in followed_wrong)
     if stale:  # a newer HPO/MONDO/DOID release dropped or renamed them: nothing to exclude any more

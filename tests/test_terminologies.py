@@ -207,6 +207,25 @@ def test_cli_build_default(tmp_path):
     assert ConceptIndex.load(out).meta["counts"]["by_system"]["icf"] == 376
 
 
+def test_default_index_build_is_reproducible(default_index, tmp_path):
+    """Another process with another string-hash seed (set order) writes the same table files as
+    the session's build: the index, and so every linking figure, does not depend on it."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "again"
+    code = ("import sys; from pathlib import Path; from medtext.terminologies.default import build_default_index; "
+            "build_default_index(Path(sys.argv[1]), assets=Path(sys.argv[2]))")
+    env = dict(os.environ, PYTHONHASHSEED="7")
+    subprocess.run([sys.executable, "-c", code, str(out), str(SHARED_ASSETS)], check=True, env=env,
+                   capture_output=True, timeout=300)
+    tables = sorted(p.name for p in default_index.glob("*.parquet"))
+    assert "crossmaps.parquet" in tables and "synonyms.parquet" in tables
+    for name in tables:
+        assert (out / name).read_bytes() == (default_index / name).read_bytes(), name
+
+
 def test_default_index_contents_and_load_time(default_index):
     t = time.perf_counter()
     ix = ConceptIndex.load(default_index)
