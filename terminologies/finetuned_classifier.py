@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -61,7 +62,8 @@ _PRONOUNS = {"he": "she", "she": "he", "He": "She", "She": "He", "his": "her", "
              "His": "Her", "Her": "His", "him": "her", "husband": "wife", "wife": "husband"}
 ASSIST_LEVELS = ("SBA", "CGA", "min A", "mod A", "max A", "total A", "mod I", "indep", "set-up",
                  "supervision")
-_AUGMENT_RE = None
+_AUGMENT_WORDS = sorted(set(_SIDES) | set(_PRONOUNS) | set(ASSIST_LEVELS), key=lambda w: (-len(w), w))
+_AUGMENT_RE = re.compile(r"\d+|\b(?:" + "|".join(map(re.escape, _AUGMENT_WORDS)) + r")\b")
 
 
 def augment_mention(text: str, rng: random.Random) -> str:
@@ -69,12 +71,6 @@ def augment_mention(text: str, rng: random.Random) -> str:
     gain a leading zero), the side swapped (L/R, left/right, LLE/RLE, LUE/RUE, lt/rt), each level
     of assistance (:data:`ASSIST_LEVELS`) replaced by a random one and he/she, his/her,
     husband/wife swapped; other text unchanged."""
-    import re
-
-    global _AUGMENT_RE
-    if _AUGMENT_RE is None:
-        words = sorted(set(_SIDES) | set(_PRONOUNS) | set(ASSIST_LEVELS), key=len, reverse=True)
-        _AUGMENT_RE = re.compile(r"\d+|\b(?:" + "|".join(re.escape(w) for w in words) + r")\b")
 
     def swap(m) -> str:
         w = m.group(0)

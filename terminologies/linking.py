@@ -62,6 +62,7 @@ from typing import Any, Iterable
 import numpy
 
 from .index import ConceptIndex, TerminologyError, normalize
+from .retrieval import VARIANT_WEIGHT
 
 log = logging.getLogger(__name__)
 
@@ -543,8 +544,6 @@ class Linker:
                 found = self._dense_top(rows, qv[[qrow[i] for i in idx]], self.n_candidates * 3)
                 with_v = [i for i in idx if i in vrow]
                 if with_v:  # the variant's neighbours too, its cosines times VARIANT_WEIGHT; best per row
-                    from .retrieval import VARIANT_WEIGHT
-
                     extra = dict(zip(with_v, self._dense_top(rows, vv[[vrow[i] for i in with_v]],
                                                              self.n_candidates * 3)))
                     for n, i in enumerate(idx):
@@ -569,20 +568,12 @@ class Linker:
             for i in dense:
                 missing = [c for c, cand in pools[i].items() if cand.dense == 0.0]
                 if missing:
-                    q = qv[qrow[i]]
-                    v = vv[vrow[i]] if i in vrow else None
+                    # the query's vector, and the variant's scaled by VARIANT_WEIGHT: one product for both
+                    q = qv[qrow[i]] if i not in vrow else numpy.stack([qv[qrow[i]], VARIANT_WEIGHT * vv[vrow[i]]], 1)
                     for c in missing:
                         rr = self.concept_rows[c]
-                        if not len(rr):
-                            pools[i][c].dense = 0.0
-                            continue
-                        e = numpy.asarray(self.index.embeddings[rr], dtype="float32")
-                        cos = float((e @ q).max())
-                        if v is not None:
-                            from .retrieval import VARIANT_WEIGHT
-
-                            cos = max(cos, VARIANT_WEIGHT * float((e @ v).max()))
-                        pools[i][c].dense = cos
+                        pools[i][c].dense = float(
+                            (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max()) if len(rr) else 0.0
         # fill lexical scores of dense-only candidates, fuse, rank
         for i in routed:
             q = self.lexical.key(queries[i])
