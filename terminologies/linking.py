@@ -62,7 +62,7 @@ from typing import Any, Iterable
 import numpy
 
 from .index import ConceptIndex, TerminologyError, normalize
-from .retrieval import VARIANT_WEIGHT
+from .retrieval import VARIANT_WEIGHT, CharNgramTfidf, LexicalRetriever, WordAligner, fuzzy_matrix, fuzzy_score
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,6 @@ class Linker:
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, dense_variant: bool = False):
-        from .retrieval import LexicalRetriever
-
         self.index = index
         self.routes = routes if routes is not None else ROUTES
         self.n_candidates = candidates
@@ -309,8 +307,6 @@ class Linker:
                                    f"holds {self.index.embeddings.shape[1]}-d ones: re-embed it", self.index.path)
 
     def _setup_examples(self, examples: list[tuple[str, str, str]]) -> None:
-        from .retrieval import WordAligner
-
         rows, unknown = [], []
         for text, system, code in examples:
             c = self._cid(system, code)
@@ -406,8 +402,6 @@ class Linker:
         """Score every routed mention against the annotated examples of its route; add their
         concepts to the pool (with their lexical score when ``spare`` holds one) and keep each
         concept's best example score in ``example``."""
-        from .retrieval import CharNgramTfidf, fuzzy_matrix
-
         for label, idx in _by_label(mentions, routed).items():
             cols = numpy.flatnonzero(self.route_concepts(label)[self.ex_concept])
             if not len(cols):
@@ -714,8 +708,6 @@ class Linker:
     def _lexical_score(self, q: str, c: int, factor: numpy.ndarray | None) -> float:
         """:func:`.retrieval.fuzzy_score` of concept ``c``'s best synonym; ``factor``: per synonym,
         1 - penalty x the query's share of swapped words (None: no penalty)."""
-        from .retrieval import fuzzy_score
-
         best = 0.0
         for r in self.concept_rows[c]:
             n = self.lexical.norm[r]
