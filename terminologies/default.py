@@ -21,6 +21,9 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
   cross-reference of the sources (a newer release) is logged as a warning.
 - Non-English clinical abbreviations that machine translation leaves in place ("TC", "RMN"),
   written by the team (``terminologies/data/abbreviations_intl.tsv``; linking only).
+- Synonyms of GPS procedures and regimes ("palatoplasty", "total knee arthroplasty"), which the
+  GPS names once each, written by the team (``terminologies/data/procedure_synonyms.tsv``;
+  linking only, source ``medtext-syn``).
 - Lay vocabulary: lay terms and definitions written by the team
   (``terminologies/data/lay_definitions_*.tsv``), HPO layperson synonyms, and the Vanderbilt
   clinical abbreviation senses (all kept in the abbreviations table; a short form also becomes
@@ -360,6 +363,17 @@ def build_default(assets: Path | None = None) -> TerminologyData:
             if gps.get(row["code"]) != row["term"]:
                 raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
             linking_only(row["code"], row["abbreviation"], "abbreviation", "medtext-intl", row["lang"])
+    # Names clinicians use for GPS procedures that the GPS, which has one name per concept, lacks
+    # ("chest X-ray", "gammagraphy of thyroid"), written by the team (linking only)
+    for f in _team_files("procedure_synonyms"):
+        for n, row in read_tsv(f, ("code", "term", "synonym")):
+            if gps.get(row["code"]) != row["term"]:
+                raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
+            other = gps_names.get(normalize(row["synonym"]), row["code"])
+            if other != row["code"]:
+                raise TerminologyError(f"{row['synonym']!r} is the GPS name of {other}, not a synonym of "
+                                       f"{row['code']}", f, n)
+            linking_only(row["code"], row["synonym"], "synonym", "medtext-syn")
     return data
 
 

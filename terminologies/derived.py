@@ -25,7 +25,8 @@ itself, with four rules:
   "cystectomy", "Reconstruction of nose" -> "rhinoplasty").
 
 The default index adds them as ``synonym`` rows with source ``derived``; the linker reads
-them, the NER terminology matcher and the lay vocabulary do not (:data:`LINKING_ONLY_SOURCES`).
+them, the NER terminology matcher and the lay vocabulary do not (:data:`LINKING_ONLY_SOURCES`,
+which also holds the team's non-English abbreviations and procedure synonyms).
 
 :func:`americanize` maps British spellings to American ones word by word ("haemodialysis" ->
 "hemodialysis", "oesophagectomy", "anaesthesia", "tumour", "catheterisation"); the lexical
@@ -41,7 +42,7 @@ import re
 # "anesthesia") and non-English abbreviations ("TC", "RM", "PL") in the default index. The NER
 # matcher and the lay vocabulary skip them: as entity surface forms they would be new to the NER
 # and often ambiguous in English notes
-LINKING_ONLY_SOURCES = frozenset({"derived", "medtext-intl"})
+LINKING_ONLY_SOURCES = frozenset({"derived", "medtext-intl", "medtext-syn"})
 
 # organ (as SNOMED CT names it, lower case) -> combining form
 ROOTS = {

@@ -508,18 +508,21 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     syn = ix.tables["synonyms"].to_pylist()
     derived = {(s["code"], s["term"]) for s in syn if s["source"] == "derived"}
     intl = {(s["code"], s["term"], s["lang"]) for s in syn if s["source"] == "medtext-intl"}
+    team = {(s["code"], s["term"]) for s in syn if s["source"] == "medtext-syn"}  # procedure_synonyms.tsv
+    assert ("234890003", "palatoplasty") in team and ("609588000", "total knee arthroplasty") in team
     assert ("24139008", "cystoscopy") in derived and ("48387007", "tracheotomy") in derived
     assert ("77477000", "TC", "es") in intl and ("113091000", "IRM", "fr") in intl
     ab = ix.tables["abbreviations"].to_pylist()  # English senses only (the lay component reads them)
     assert not [a for a in ab if a["abbreviation"] in ("RMN", "IRM") or "medtext" in (a["source"] or "")]
     linker = Linker(ix, bi_encoder=None, top=3)
     got = linker.link([Mention("cystoscopy", "PROCEDURE"), Mention("TAC", "PROCEDURE"),
-                       Mention("haemodialysis", "PROCEDURE"), Mention("Anesthesia", "PROCEDURE")])
-    assert [r.candidates[0].code for r in got] == ["24139008", "77477000", "302497006", "399097000"]
+                       Mention("haemodialysis", "PROCEDURE"), Mention("Anesthesia", "PROCEDURE"),
+                       Mention("palatoplasty", "PROCEDURE")])
+    assert [r.candidates[0].code for r in got] == ["24139008", "77477000", "302497006", "399097000", "234890003"]
     nlp = spacy.blank("en")
     matcher = TerminologyMatcher(nlp, default_index)
     keys = {k for keys in matcher.concepts.values() for k in keys}
-    assert matcher.concepts and not any(mid.endswith(("|TC", "|cystoscopy")) for mid in matcher.concepts)
+    assert matcher.concepts and not any(mid.endswith(("|TC", "|cystoscopy", "|palatoplasty")) for mid in matcher.concepts)
     assert ("snomed", "77477000") in keys  # CT is matched through its English names
     # the matcher and the lay vocabulary are what they are without those rows
     import shutil
@@ -534,7 +537,7 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     syn_t = pq.read_table(plain / "synonyms.parquet")
     keep = pc.invert(pc.is_in(syn_t.column("source"), value_set=pa.array(sorted(LINKING_ONLY_SOURCES))))
     pq.write_table(syn_t.filter(keep), plain / "synonyms.parquet")
-    assert len(syn_t) - len(syn_t.filter(keep)) == len(derived) + len(intl)
+    assert len(syn_t) - len(syn_t.filter(keep)) == len(derived) + len(intl) + len(team)
     assert TerminologyMatcher(nlp, plain).concepts == matcher.concepts
     # ... and every other row is what the build gives without them (none replaced, none moved)
     import medtext.terminologies.default as default_mod
@@ -542,14 +545,15 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     team_files = default_mod._team_files
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(default_mod, "derive_procedure_synonyms", lambda term: [])
-        mp.setattr(default_mod, "_team_files", lambda p: [] if p == "abbreviations_intl" else team_files(p))
+        mp.setattr(default_mod, "_team_files",
+                   lambda p: [] if p in ("abbreviations_intl", "procedure_synonyms") else team_files(p))
         without = default_mod.build_default(SHARED_ASSETS)
     without.dedupe()
     row = lambda r: (r["system"], r["code"], r["term"], r["type"], r["source"])  # noqa: E731
     assert {row(r) for r in syn_t.filter(keep).to_pylist()} == {row(r) for r in without.synonyms}
     lay, lay_plain = LayVocabulary(default_index), LayVocabulary(plain)
     assert (lay.lay, lay.by_term, lay.names) == (lay_plain.lay, lay_plain.by_term, lay_plain.names)
-    assert {"derived", "medtext-intl"} <= LINKING_ONLY_SOURCES
+    assert {"derived", "medtext-intl", "medtext-syn"} <= LINKING_ONLY_SOURCES
 
 
 def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, tmp_path, monkeypatch):
@@ -599,6 +603,15 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
         bad.write_text("source_id\tsctid\tsynonym\tsct_term\treason\n" + row + "\n")
         monkeypatch.setattr(default_mod, "_team_files",
                             lambda p: [bad] if p == "xref_synonym_exclusions" else team_files(p))
+        with pytest.raises(TerminologyError, match=error):
+            default_mod.build_default(SHARED_ASSETS)
+    # the team's procedure synonyms: the term must be the GPS's, the synonym no other concept's GPS name
+    for row, error in (("234890003\tCleft palate repair\tpalatoplasty", "234890003 is not 'Cleft palate repair'"),
+                       ("234890003\tRepair of cleft palate\tTotal knee replacement",
+                        "'Total knee replacement' is the GPS name of 609588000")):
+        bad = tmp_path / "procedure_synonyms_bad.tsv"
+        bad.write_text("code\tterm\tsynonym\n" + row + "\n")
+        monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == "procedure_synonyms" else team_files(p))
         with pytest.raises(TerminologyError, match=error):
             default_mod.build_default(SHARED_ASSETS)
 
