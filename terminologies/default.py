@@ -78,6 +78,12 @@ def _team_files(prefix: str) -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tsv"))
 
 
+def _check_gps_term(gps: dict[str, str], code: str, term: str, path: Path, line: int) -> None:
+    """A team file's row names its GPS concept by code and term: refuse it when they disagree."""
+    if gps.get(code) != term:
+        raise TerminologyError(f"SNOMED CT {code} is not {term!r} in the GPS", path, line)
+
+
 def _reviewed_rows(prefix: str, key: tuple[str, ...], gps: dict[str, str], *, ids: int) -> dict[tuple, str]:
     """The team's review rows of the ``{prefix}*.tsv`` files (``terminologies/data``): ``key``
     (its first ``ids`` columns as written, the others casefolded) -> file:line. Each row names
@@ -85,8 +91,7 @@ def _reviewed_rows(prefix: str, key: tuple[str, ...], gps: dict[str, str], *, id
     out = {}
     for f in _team_files(prefix):
         for n, row in read_tsv(f, (*key, "sct_term", "reason")):
-            if gps.get(row["sctid"]) != row["sct_term"]:
-                raise TerminologyError(f"SNOMED CT {row['sctid']} is not {row['sct_term']!r} in the GPS", f, n)
+            _check_gps_term(gps, row["sctid"], row["sct_term"], f, n)
             values = [row[k].strip() for k in key]
             if not row["reason"].strip():
                 raise TerminologyError(f"no reason given for excluding {' -> '.join(values)}", f, n)
@@ -360,15 +365,13 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     # what the lay expansion reads)
     for f in _team_files("abbreviations_intl"):
         for n, row in read_tsv(f, ("abbreviation", "lang", "expansion", "code", "term")):
-            if gps.get(row["code"]) != row["term"]:
-                raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
+            _check_gps_term(gps, row["code"], row["term"], f, n)
             linking_only(row["code"], row["abbreviation"], "abbreviation", "medtext-intl", row["lang"])
     # Names clinicians use for GPS procedures that the GPS, which has one name per concept, lacks
-    # ("chest X-ray", "gammagraphy of thyroid"), written by the team (linking only)
+    # ("palatoplasty", "total knee arthroplasty"), written by the team (linking only)
     for f in _team_files("procedure_synonyms"):
         for n, row in read_tsv(f, ("code", "term", "synonym")):
-            if gps.get(row["code"]) != row["term"]:
-                raise TerminologyError(f"SNOMED CT {row['code']} is not {row['term']!r} in the GPS", f, n)
+            _check_gps_term(gps, row["code"], row["term"], f, n)
             other = gps_names.get(normalize(row["synonym"]), row["code"])
             if other != row["code"]:
                 raise TerminologyError(f"{row['synonym']!r} is the GPS name of {other}, not a synonym of "
