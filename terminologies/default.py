@@ -372,6 +372,8 @@ def build_default(assets: Path | None = None) -> TerminologyData:
     for f in _team_files("procedure_synonyms"):
         for n, row in read_tsv(f, ("code", "term", "synonym")):
             _check_gps_term(gps, row["code"], row["term"], f, n)
+            if not normalize(row["synonym"]):
+                raise TerminologyError(f"no synonym given for {row['code']} {row['term']!r}", f, n)
             other = gps_names.get(normalize(row["synonym"]), row["code"])
             if other != row["code"]:
                 raise TerminologyError(f"{row['synonym']!r} is the GPS name of {other}, not a synonym of "

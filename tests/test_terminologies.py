@@ -608,7 +608,8 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
     # the team's procedure synonyms: the term must be the GPS's, the synonym no other concept's GPS name
     for row, error in (("234890003\tCleft palate repair\tpalatoplasty", "234890003 is not 'Cleft palate repair'"),
                        ("234890003\tRepair of cleft palate\tTotal knee replacement",
-                        "'Total knee replacement' is the GPS name of 609588000")):
+                        "'Total knee replacement' is the GPS name of 609588000"),
+                       ("234890003\tRepair of cleft palate\t ", "no synonym given for 234890003")):
         bad = tmp_path / "procedure_synonyms_bad.tsv"
         bad.write_text("code\tterm\tsynonym\n" + row + "\n")
         monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == "procedure_synonyms" else team_files(p))
