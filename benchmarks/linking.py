@@ -4,6 +4,7 @@ test notes (``corpora/snomed``) and its dev case reports in machine-translated E
 (``corpora/cases``, ``snomed-cases-dev``; since 2026-12-04), for each linker configuration.
 
     python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...] [--bootstrap 1000]
+                                 [--sets snomed-notes-dev,snomed-cases-dev]
 
 Each figure comes with a 95% interval from resampling the documents (notes, MedProcNER case
 reports) with replacement, ``--bootstrap`` times (``ci95`` in the JSON).
@@ -62,6 +63,9 @@ Configurations (each needs what the one before it built):
 - ``dense-snomed-var-exs``, ``dense-snomed-var-exs-clf-ens``: the trf preset's with the query's variant
                    (no laterality or severity words, plurals singular) searched densely too
                    (``dense_variant=True``; tried 2026-12-04, not adopted).
+- ``lexical-abx-exs``, ``lexical-abx-exs-clf``, ``dense-snomed-abx-exs``, ``dense-snomed-abx-exs-clf-ens``:
+                   ``lexical-exs(-clf)`` and the trf preset's with capitalised short forms spelt out
+                   inside longer mentions (``expand_abbreviations=True``; tried 2026-12-05, not adopted).
 
 Configurations not run keep their earlier results in the JSON file.
 Prints a table and writes benchmarks/results/linking.json (acc@1/5/25 over covered and all
@@ -111,6 +115,8 @@ def main() -> None:
     p.add_argument("--configs", default="lexical,dense-base,dense-tuned,rerank,lexical-ex,dense-base-ex,"
                                         "dense-tuned-ex,lexical-ex-clf,dense-tuned-ex-clf")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "linking.json")
+    p.add_argument("--sets", default=None,
+                   help="Comma-separated evaluation sets to run (default: all), e.g. snomed-notes-dev,snomed-cases-dev")
     p.add_argument("--bootstrap", type=int, default=1000,
                    help="Resamples of the documents for 95%% intervals (0: none)")
     args = p.parse_args()
@@ -153,10 +159,14 @@ def main() -> None:
                                                    **PRESET_LINKING, **TRF_LINKING)),
         "dense-snomed-var-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, dense_variant=True,
                                                 **PRESET_LINKING, **TRF_LINKING)),
+        "lexical-abx-exs": (tuned_dir, dict(bi_encoder=None, examples=both_ex, expand_abbreviations=True,
+                                            **PRESET_LINKING)),
+        "dense-snomed-abx-exs": (base_dir, dict(bi_encoder="index", examples=both_ex, expand_abbreviations=True,
+                                                **PRESET_LINKING, **TRF_LINKING)),
     }
     specs = {}  # config -> classifier spec
     for name in ("lexical-ex", "dense-base-ex", "dense-tuned-ex", "lexical-exs", "dense-snomed-exs",
-                 "dense-tuned-snomed-exs", "dense-snomed-var-exs"):
+                 "dense-tuned-snomed-exs", "dense-snomed-var-exs", "lexical-abx-exs", "dense-snomed-abx-exs"):
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue
@@ -180,6 +190,11 @@ def main() -> None:
             "snomed-notes-test": (read_medtext_linking(SNOMED_DIR, "test"), "snomed"),
             # the team's 80 dev case reports (machine-translated English; the examples read the train ones)
             "snomed-cases-dev": (read_medtext_linking(CASES_DIR, "dev"), "snomed")}
+    if args.sets:
+        unknown = set(args.sets.split(",")) - set(sets)
+        if unknown:
+            sys.exit(f"unknown sets {sorted(unknown)}; choose from {sorted(sets)}")
+        sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
     results = {"anchors": ANCHORS, "configs": {}}
     if args.out.exists():  # keep the configurations not run this time
         results["configs"] = json.loads(args.out.read_text()).get("configs", {})

@@ -17,6 +17,11 @@ Three stages, each optional after the first:
    lexical). ``dense_variant`` also encodes the query's variant (no laterality or severity
    words, plurals singular; as the lexical channel) and takes 0.95 x its cosine where larger
    (off: tried for the ``trf`` preset, no gain on the team's dev notes and case reports).
+   ``expand_abbreviations`` (labels, or true: the SNOMED CT labels) adds the mention with its
+   capitalised short forms spelt out ("TC of hip" -> "Computerized axial tomography of hip",
+   :meth:`Linker.expansion`) as a second form, searched lexically and densely at 0.95 x its
+   scores (off: tried 2026-12-05; the lexical presets gained on the team's dev case reports and
+   notes, the ``trf`` preset did not, see README).
    String scores of the labels in ``substitution_penalty`` (default: the SNOMED CT labels) are
    lowered when a word of the mention stands where the name has another (``SUBSTITUTION_PENALTIES``).
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
@@ -55,6 +60,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -81,6 +87,11 @@ ROUTES: dict[str, list[str]] = {
 MAX_MENTION_CHARS = 256  # longer mentions are cut (a span that long is not a concept name)
 CONTEXT_CHARS = 300
 MIN_FUZZY_CHARS = 3
+# abbreviations in longer mentions (``expand_abbreviations``): words of up to this many characters
+SHORT_FORM_CHARS = 6
+_WORD = re.compile(r"[a-z0-9]+")
+_ANY_WORD = re.compile(r"[A-Za-z0-9]+")
+_CAPS_WORD = re.compile(r"(?<![A-Za-z0-9])[A-Z0-9]+(?![A-Za-z0-9])")
 # weight of the character n-gram TF-IDF cosine added to an example's string similarity; chosen
 # on the ICF dev split with the train examples (lexical macro-F1 0.522 -> 0.629 at 0.5; 0.25:
 # 0.597, 0.7: 0.619, 1.0: 0.593). On the SNOMED CT dev notes it adds nothing (lexical acc@1 0.718
@@ -190,7 +201,8 @@ class Linker:
                  example_tfidf_weight: float | dict[str, float] = EXAMPLE_TFIDF_WEIGHT,
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
-                 classifier_prior: float = 0.0, dense_variant: bool = False):
+                 classifier_prior: float = 0.0, dense_variant: bool = False,
+                 expand_abbreviations: bool | list[str] = False):
         self.index = index
         self.routes = routes if routes is not None else ROUTES
         self.n_candidates = candidates
@@ -217,6 +229,13 @@ class Linker:
         self.substitution_penalty = substitution_penalty  # as example_tfidf_weight
         self.rerank_weight = rerank_weight
         self.dense_variant = dense_variant
+        if isinstance(expand_abbreviations, bool):
+            expand_abbreviations = list(SUBSTITUTION_PENALTIES) if expand_abbreviations else []
+        if not isinstance(expand_abbreviations, (list, tuple)) or not all(isinstance(x, str) for x in expand_abbreviations):
+            raise TerminologyError("expand_abbreviations is true, false or a list of entity labels "
+                                   f"(got {expand_abbreviations!r})", index.path)
+        self.expand_labels = frozenset(expand_abbreviations)
+        self._short: dict[str, list[int]] | None = None  # short form -> the concepts it names
         self.use_context = use_context
         self.device = device
         self.batch_size = batch_size
@@ -459,12 +478,55 @@ class Linker:
                 (self.row_concept >= 0) & cm[numpy.maximum(self.row_concept, 0)])
         return self._route_concepts[label]
 
+    # --- abbreviations in longer mentions ----------------------------------------------------
+    def _short_forms(self) -> dict[str, list[int]]:
+        """Single-word synonyms of up to ``SHORT_FORM_CHARS`` characters ("ct", "lp", "TC") ->
+        the concepts they name (a concept's own preferred term is no short form of it)."""
+        if self._short is None:
+            short: dict[str, list[int]] = {}
+            for r, n in enumerate(self.lexical.norm):
+                c = int(self.row_concept[r])
+                if c >= 0 and 2 <= len(n) <= SHORT_FORM_CHARS and _WORD.fullmatch(n) and n != self._pref_norm(c):
+                    cs = short.setdefault(n, [])
+                    if c not in cs:
+                        cs.append(c)
+            self._short = short
+        return self._short
+
+    def expansion(self, query: str, label: str) -> str | None:
+        """``query`` with its abbreviations spelt out ("TC of hip with fine cuts" -> "Computerized
+        axial tomography of hip with fine cuts"), or None: for the labels of ``expand_abbreviations``,
+        a word of a mention of two or more words that is written in capitals (2 to
+        ``SHORT_FORM_CHARS`` characters, 2 or more letters) and is a short form of one concept of the
+        label's route (else of one concept of the index) becomes that concept's preferred term."""
+        if label not in self.expand_labels:
+            return None
+        words = list(_CAPS_WORD.finditer(query))
+        if len(_ANY_WORD.findall(query)) < 2 or not words:
+            return None
+        short, mask = self._short_forms(), self.route_concepts(label)
+        out, last = [], 0
+        for w in words:
+            t = w.group(0)
+            if len(t) > SHORT_FORM_CHARS or sum(ch.isalpha() for ch in t) < 2:
+                continue
+            cs = short.get(t.lower())
+            if not cs:
+                continue
+            inside = [c for c in cs if mask[c]]
+            pick = {self.c_term[c] for c in (inside or cs)}
+            if len(pick) != 1:
+                continue
+            out += [query[last:w.start()], pick.pop()]
+            last = w.end()
+        return "".join(out + [query[last:]]) if out else None
+
     # --- linking ---------------------------------------------------------------------------
     def _key(self, m: Mention) -> tuple:
         ctx = ""
         if self.cross is not None and self.use_context and m.context:
             ctx = hashlib.blake2b(m.context.encode("utf-8", "replace"), digest_size=8).hexdigest()
-        return (normalize(m.text[:MAX_MENTION_CHARS]), m.label, ctx)
+        return (normalize(m.text[:MAX_MENTION_CHARS]), m.label, ctx, self.expansion(m.text[:MAX_MENTION_CHARS].strip(), m.label) or "")
 
     def link(self, mentions: Iterable[Mention]) -> list[LinkResult]:
         """Link a batch; one bi-encoder and one cross-encoder call for all its uncached mentions."""
@@ -504,18 +566,30 @@ class Linker:
         dense = [i for i in routed if self.dense_w(mentions[i].label) > 0]  # mentions with a dense channel
         lexical_only = set(routed) - set(dense)
         spare: dict[int, dict[int, tuple[float, str]]] = {i: {} for i in routed}
+        # abbreviations spelt out: a second form of the mention, its scores x VARIANT_WEIGHT
+        expanded = {i: e for i in routed if (e := self.expansion(queries[i], mentions[i].label))}
         for i in routed:
             mask = self.route_concepts(mentions[i].label)
             systems = {r.split(":", 1)[0] for r in self.routes[mentions[i].label]}
             found: dict[int, tuple[float, str]] = {}
-            for system in sorted(systems):
-                rows, scores = self.lexical.search_rows(queries[i], k=self.n_candidates * 4, system=system,
-                                                        penalty=self.penalty(mentions[i].label))
-                cs = self.row_concept[rows]
-                for j in numpy.flatnonzero((cs >= 0) & mask[numpy.maximum(cs, 0)]).tolist():
-                    if len(found) >= self.n_candidates * 2:
-                        break
-                    found.setdefault(int(cs[j]), (round(float(scores[j]), 4), self.lexical.terms[rows[j]]))
+            forms = [(queries[i], 1.0)] + ([(expanded[i], VARIANT_WEIGHT)] if i in expanded else [])
+            for form, weight in forms:
+                got: dict[int, tuple[float, str]] = {}
+                for system in sorted(systems):
+                    rows, scores = self.lexical.search_rows(form, k=self.n_candidates * 4, system=system,
+                                                            penalty=self.penalty(mentions[i].label))
+                    cs = self.row_concept[rows]
+                    for j in numpy.flatnonzero((cs >= 0) & mask[numpy.maximum(cs, 0)]).tolist():
+                        if len(got) >= self.n_candidates * 2:
+                            break
+                        got.setdefault(int(cs[j]), (round(weight * float(scores[j]), 4), self.lexical.terms[rows[j]]))
+                if not found:
+                    found = got
+                    continue
+                for c, (sc, matched) in got.items():  # best per concept, then by score (stable)
+                    if c not in found or sc > found[c][0]:
+                        found[c] = (sc, matched)
+                found = dict(sorted(found.items(), key=lambda x: -x[1][0])[:self.n_candidates * 2])
             place[i] = {c: n for n, c in enumerate(found)}
             cut = 0.0
             if i in lexical_only and len(found) > keep:
@@ -530,7 +604,7 @@ class Linker:
         if dense:
             qv = self.bi_model.encode([queries[i] for i in dense], batch_size=self.batch_size,
                                       normalize_embeddings=True, convert_to_numpy=True).astype("float32")
-            vv, vrow = self._variant_vectors(queries, dense) if self.dense_variant else (None, {})
+            vv, vrow = self._variant_vectors(queries, dense, expanded)
             for label, idx in _by_label(mentions, dense).items():
                 rows = self._route_rows[label]
                 if not len(rows):
@@ -575,11 +649,17 @@ class Linker:
                 pools[i] = {c: cand for c, cand in pools[i].items() if cand.lexical >= 1.0 or cand.example > 0}
             wd, pen = self.dense_w(mentions[i].label), self.penalty(mentions[i].label)
             factor = None  # per synonym: 1 - penalty x the query's share of swapped words
+            qe = self.lexical.key(expanded[i]) if i in expanded else None
+            factor_e = None
             for c, cand in pools[i].items():
                 if cand.lexical == 0.0:
                     if pen and factor is None:
                         factor = 1 - pen * self.lexical.aligner.substituted(q)
+                        if qe:
+                            factor_e = 1 - pen * self.lexical.aligner.substituted(qe)
                     cand.lexical = self._lexical_score(q, c, factor)
+                    if qe:
+                        cand.lexical = max(cand.lexical, round(VARIANT_WEIGHT * self._lexical_score(qe, c, factor_e), 4))
                 cand.score = wd * cand.dense + (1 - wd) * cand.lexical if wd > 0 else cand.lexical
                 cand.score = max(cand.score, cand.example)
         before: dict[int, float] = {}  # best score before the classifier's mix
@@ -628,12 +708,18 @@ class Linker:
             head = sorted(results[i].candidates[:self.rerank_top], key=lambda x: -x.score)
             results[i].candidates = head + results[i].candidates[self.rerank_top:]
 
-    def _variant_vectors(self, queries: list[str], dense: list[int]) -> tuple[numpy.ndarray | None, dict[int, int]]:
-        """``dense_variant``: the bi-encoder's vectors of the queries' variants (without
-        laterality and severity words, plurals made singular) where they differ from the query
-        (``dense`` mentions only), and mention -> row."""
+    def _variant_vectors(self, queries: list[str], dense: list[int],
+                         expanded: dict[int, str]) -> tuple[numpy.ndarray | None, dict[int, int]]:
+        """The bi-encoder's vectors of the queries' second forms (``dense`` mentions only) and
+        mention -> row: the abbreviations spelt out (``expanded``), else, with ``dense_variant``, the
+        variant (without laterality and severity words, plurals made singular) where it differs."""
         var = {}
         for i in dense:
+            if i in expanded:
+                var[i] = expanded[i]
+                continue
+            if not self.dense_variant:
+                continue
             k = self.lexical.key(queries[i])
             v = self.lexical.variant(k) if k else k
             if v and v != k:
@@ -729,4 +815,5 @@ class Linker:
                 "classifier": (self.classifier.meta.get("name") or "mention classifier") if self.classifier is not None else None,
                 "classifier_weight": self.classifier_weight if self.classifier is not None else None,
                 "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None,
-                "dense_variant": self.dense_variant if self.bi_model is not None else None}
+                "dense_variant": self.dense_variant if self.bi_model is not None else None,
+                "expand_abbreviations": sorted(self.expand_labels)}

@@ -12,7 +12,7 @@ import pytest
 
 from medtext.terminologies.default import default_index_dir
 from medtext.terminologies.index import ConceptIndex, Source, TerminologyData, TerminologyError, write_index
-from medtext.terminologies.linking import Linker, Mention
+from medtext.terminologies.linking import SUBSTITUTION_PENALTIES, Linker, Mention
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,6 @@ def test_substitution_penalty_by_label(medtext_home):
     """By default the SNOMED CT labels' string scores are lowered for a swapped word ("grip
     strength" against "Prism strength"), FUNCTION's are not; a number is for every label; a value
     outside 0..1 is an error."""
-    from medtext.terminologies.linking import SUBSTITUTION_PENALTIES
-
     ix = ConceptIndex.load(default_index_dir())
     ms = [Mention("grip strength", "TEST"), Mention("amb 40 ft with walker", "FUNCTION")]
     default, plain, every = (Linker(ix, bi_encoder=None, substitution_penalty=p).link(ms)
@@ -75,6 +73,41 @@ def test_substitution_penalty_by_label(medtext_home):
     assert "FUNCTION" not in SUBSTITUTION_PENALTIES
     with pytest.raises(TerminologyError, match="substitution_penalty"):
         Linker(ix, bi_encoder=None, substitution_penalty={"TEST": 2})
+
+
+def test_expand_abbreviations_spells_out_short_forms(medtext_home):
+    """expand_abbreviations (tried 2026-12-05, off in every preset): a capitalised short form in a
+    longer mention of a SNOMED CT label becomes the preferred term of the one concept it names
+    within the label's route (else in the index); lower case, one-word mentions, FUNCTION and
+    short forms naming several concepts are left alone; the spelt-out form is searched too."""
+    ix = ConceptIndex.load(default_index_dir())
+    off, on = Linker(ix, bi_encoder=None), Linker(ix, bi_encoder=None, expand_abbreviations=True)
+    text = "venoarterial ECMO by percutaneous femoral cannulation"
+    assert on.expansion(text, "PROCEDURE") == ("venoarterial Extracorporeal membrane oxygenation by "
+                                               "percutaneous femoral cannulation")
+    assert off.expansion(text, "PROCEDURE") is None
+    assert on.expansion("venoarterial ecmo by cannulation", "PROCEDURE") is None  # not in capitals
+    assert on.expansion("ECMO", "PROCEDURE") is None  # the mention is the short form: a plain synonym match
+    assert on.expansion("SPECT-TC", "PROCEDURE") == ("Single photon emission computerized tomography-"
+                                                     "Computerized axial tomography")
+    # "PE": Physical examination procedure and Pulmonary embolism. A PROBLEM's route holds one of them;
+    # ANATOMY's neither, and of two concepts overall none is picked
+    assert on.expansion("acute PE", "PROBLEM") == "acute Pulmonary embolism"
+    assert on.expansion("acute PE", "ANATOMY") is None
+    assert on.expansion("amb 40 ft FWW", "FUNCTION") is None
+    assert on.describe()["expand_abbreviations"] == sorted(SUBSTITUTION_PENALTIES)
+    assert Linker(ix, bi_encoder=None, expand_abbreviations=["TEST"]).expansion("acute PE", "PROBLEM") is None
+    ms = [Mention("pelvic RM of control", "PROCEDURE"), Mention("chest pain", "PROBLEM")]
+    before, after = off.link(ms), on.link(ms)
+    assert before[0].candidates[0].term == "Pain control"  # "RM" alone is no evidence for MRI
+    assert after[0].candidates[0].term == "Magnetic resonance imaging"
+    assert [(c.code, c.score) for c in after[1].candidates] == [(c.code, c.score) for c in before[1].candidates]
+    # the cache tells the capitalised mention from the lower-case one
+    low = on.link([Mention("pelvic rm of control", "PROCEDURE")])[0]
+    assert low.candidates[0].term == "Pain control"
+    for bad in ("yes", ["TEST", 3]):
+        with pytest.raises(TerminologyError, match="expand_abbreviations"):
+            Linker(ix, bi_encoder=None, expand_abbreviations=bad)
 
 
 def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
