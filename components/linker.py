@@ -33,7 +33,12 @@ linker-clf``, else the copy shipped in the package, trained on the team's ICF tr
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
 a list of them is one ensemble, the geometric mean of their probabilities), weighted by ``classifier_weight``;
 ``classifier_prior`` (0: off; the ``trf`` preset 1.0) divides its probabilities by the classes' training
-frequencies to that power first, so rare categories are not outvoted for being rare. ``nlp.pipe`` links all entities of a batch of documents in one call.
+frequencies to that power first, so rare categories are not outvoted for being rare.
+``expand_abbreviations`` (``false`` in every preset; ``true``: the SNOMED CT labels, or a list of
+labels) also searches the mention with its capitalised short forms spelt out ("pelvic RM of
+control" -> "pelvic Magnetic resonance imaging of control"; see README, linking experiment 7: it
+helped the lexical presets on the team's dev notes and case reports, not the ``trf`` preset).
+``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ class EntityLinker:
                  example_tfidf_weight: float | dict[str, float] = 0.5,
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
-                 classifier_prior: float = 0.0):
+                 classifier_prior: float = 0.0, expand_abbreviations: bool | list[str] = False):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -105,7 +110,8 @@ class EntityLinker:
                                  classifier=clf, classifier_weight=classifier_weight,
                                  nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                                  dense_weights=dense_weights, substitution_penalty=substitution_penalty,
-                                 classifier_prior=classifier_prior)
+                                 classifier_prior=classifier_prior,
+                                 expand_abbreviations=expand_abbreviations)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -165,7 +171,8 @@ class EntityLinker:
                     "batch_size": 64,
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
-                    "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0},
+                    "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0,
+                    "expand_abbreviations": False},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -176,7 +183,7 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 example_tfidf_weight: float | dict[str, float],
                 dense_weights: dict[str, float] | None,
                 substitution_penalty: float | dict[str, float] | None,
-                classifier_prior: float) -> EntityLinker:
+                classifier_prior: float, expand_abbreviations: bool | list[str]) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -185,4 +192,4 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         examples=examples, classifier=classifier, classifier_weight=classifier_weight,
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                         dense_weights=dense_weights, substitution_penalty=substitution_penalty,
-                        classifier_prior=classifier_prior)
+                        classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations)

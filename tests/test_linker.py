@@ -108,6 +108,20 @@ def test_expand_abbreviations_spells_out_short_forms(medtext_home):
     for bad in ("yes", ["TEST", 3]):
         with pytest.raises(TerminologyError, match="expand_abbreviations"):
             Linker(ix, bi_encoder=None, expand_abbreviations=bad)
+    # the component's setting (off by default)
+    import spacy
+    from thinc.api import ConfigValidationError
+
+    from medtext.errors import ConfigError
+
+    nlp = spacy.blank("en")
+    assert nlp.add_pipe("medtext_linker", name="plain").linker.expand_labels == frozenset()
+    comp = nlp.add_pipe("medtext_linker", name="abx", config={"expand_abbreviations": ["PROCEDURE"]})
+    assert comp.linker.expansion("pelvic RM of control", "PROCEDURE") == "pelvic Magnetic resonance imaging of control"
+    with pytest.raises((ConfigError, ConfigValidationError), match="expand_abbreviations"):
+        nlp.add_pipe("medtext_linker", name="bad", config={"expand_abbreviations": [3]})
+    with pytest.raises((ConfigError, ConfigValidationError), match="expand_abbreviations"):
+        nlp.add_pipe("medtext_linker", name="bad2", config={"expand_abbreviations": "yes"})
 
 
 def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
