@@ -97,7 +97,8 @@ CLASSIFIERS = {
 }
 # the presets' nil_thresholds (chosen on the SNOMED CT dev notes; ANATOMY and FUNCTION keep nil_threshold 0.5),
 # example_tfidf_weight (FUNCTION only) and substitution_penalty (not FUNCTION; since 2026-12-02)
-PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.85},
+PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT": 0.75, "PROCEDURE": 0.75, "DRUG": 0.85,
+                                     "ANATOMY": 0.6},
                   "example_tfidf_weight": {"FUNCTION": 0.5},
                   "substitution_penalty": {"PROBLEM": 0.3, "TEST": 0.3, "TREATMENT": 0.3, "PROCEDURE": 0.3,
                                            "DRUG": 0.3, "ANATOMY": 0.3}}
