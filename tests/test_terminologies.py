@@ -589,32 +589,28 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
     assert "mammoplasty" not in names("33496007") and "breast reconstruction" in names("33496007")
     # a row whose SNOMED CT term does not match the GPS, or without a reason, is refused
     team_files = default_mod._team_files
+
+    def refused(name: str, header: str, row: str, error: str) -> None:
+        """The default build with team file ``name`` replaced by ``header`` + ``row`` fails with ``error``."""
+        bad = tmp_path / f"{name}_bad.tsv"
+        bad.write_text(header + "\n" + row + "\n")
+        monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == name else team_files(p))
+        with pytest.raises(TerminologyError, match=error):
+            default_mod.build_default(SHARED_ASSETS)
+
     for row, error in (("DOID:12556\t23697004\tacute kidney tubular necrosis\tAcute tubular necrosis\tx",
                         "23697004 is not 'Acute tubular necrosis'"),
                        ("DOID:12556\t23697004\tacute kidney tubular necrosis\tCrush syndrome\t ", "no reason")):
-        bad = tmp_path / "xref_exclusions_bad.tsv"
-        bad.write_text("source_id\tsctid\tsource_label\tsct_term\treason\n" + row + "\n")
-        monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == "xref_exclusions" else team_files(p))
-        with pytest.raises(TerminologyError, match=error):
-            default_mod.build_default(SHARED_ASSETS)
+        refused("xref_exclusions", "source_id\tsctid\tsource_label\tsct_term\treason", row, error)
     for row, error in (("HP:0002321\t399153001\tDizziness\tVertigo (finding)\tx", "399153001 is not 'Vertigo \\(finding"),
                        ("HP:0002321\t399153001\t \tVertigo\tnot vertigo", "a synonym and a reason are needed")):
-        bad = tmp_path / "xref_synonym_exclusions_bad.tsv"
-        bad.write_text("source_id\tsctid\tsynonym\tsct_term\treason\n" + row + "\n")
-        monkeypatch.setattr(default_mod, "_team_files",
-                            lambda p: [bad] if p == "xref_synonym_exclusions" else team_files(p))
-        with pytest.raises(TerminologyError, match=error):
-            default_mod.build_default(SHARED_ASSETS)
+        refused("xref_synonym_exclusions", "source_id\tsctid\tsynonym\tsct_term\treason", row, error)
     # the team's procedure synonyms: the term must be the GPS's, the synonym no other concept's GPS name
     for row, error in (("234890003\tCleft palate repair\tpalatoplasty", "234890003 is not 'Cleft palate repair'"),
                        ("234890003\tRepair of cleft palate\tTotal knee replacement",
                         "'Total knee replacement' is the GPS name of 609588000"),
                        ("234890003\tRepair of cleft palate\t ", "no synonym given for 234890003")):
-        bad = tmp_path / "procedure_synonyms_bad.tsv"
-        bad.write_text("code\tterm\tsynonym\n" + row + "\n")
-        monkeypatch.setattr(default_mod, "_team_files", lambda p: [bad] if p == "procedure_synonyms" else team_files(p))
-        with pytest.raises(TerminologyError, match=error):
-            default_mod.build_default(SHARED_ASSETS)
+        refused("procedure_synonyms", "code\tterm\tsynonym", row, error)
 
 
 def test_stale_cross_reference_exclusions_are_a_warning(tmp_path, monkeypatch, caplog):
