@@ -55,7 +55,9 @@ Configurations (each needs what the one before it built):
                    (``dense_weight`` 0.8 since 2026-12-02, 0.6 before). Their ensembles
                    (``-exs-clf-ens``) divide by the classes' training frequencies
                    (``classifier_prior`` 1.0, the trf preset's, since 2026-12-02 *latest*); no other
-                   configuration does.
+                   configuration does. Since 2026-12-05 every ``TRF_LINKING`` configuration adds the
+                   examples' popularity prior to the SNOMED CT labels' scores (``prior_weight``
+                   0.0075 x log(1 + examples coded with the concept)).
 - ``dense-tuned-snomed-exs``, ``dense-tuned-snomed-exs-clf-ens``: the same with the fine-tuned
                    bi-encoder's candidates (``medtext train linker``, e.g. ``--no-cross --system
                    snomed``: the default index embedded with medtext:linker_bi) instead of
@@ -105,8 +107,12 @@ PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT":
 # the trf preset's classifier_prior (logit adjustment; chosen on a two-fold split of the ICF train
 # notes; the other presets keep 0)
 TRF_PRIOR = 1.0
-# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8, FUNCTION lexical
-TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0}}
+# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8, FUNCTION lexical,
+# and the examples' popularity prior for the SNOMED CT labels
+TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0},
+               # the popularity prior (2026-12-05, experiment 11: chosen on the team's dev case reports and notes)
+               "prior_weight": {label: 0.0075 for label in ("PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG",
+                                                            "ANATOMY")}}
 ANCHORS = {"ClinLinker MedProcNER": {"@1": 0.663, "@5": 0.828, "@25": 0.898}, "ICF macro-F1 (reference)": 0.84}
 
 

@@ -38,6 +38,10 @@ frequencies to that power first, so rare categories are not outvoted for being r
 labels) also searches the mention with its capitalised short forms spelt out ("pelvic RM of
 control" -> "pelvic Magnetic resonance imaging of control"; see README, linking experiment 7: it
 helped the lexical presets on the team's dev notes and case reports, not the ``trf`` preset).
+``prior_weight`` adds weight x log(1 + the number of ``examples`` coded with the concept) to each
+candidate's score, so among near-equal candidates the concepts annotators choose often go first
+(a number for every label or a map from label to weight; 0, the default: none; the ``trf`` preset
+0.0075 for the SNOMED CT labels, see README, linking experiment 11; a score can then pass 1).
 ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 
@@ -66,7 +70,8 @@ class EntityLinker:
                  example_tfidf_weight: float | dict[str, float] = 0.5,
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
-                 classifier_prior: float = 0.0, expand_abbreviations: bool | list[str] = False):
+                 classifier_prior: float = 0.0, expand_abbreviations: bool | list[str] = False,
+                 prior_weight: float | dict[str, float] = 0.0):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -111,7 +116,7 @@ class EntityLinker:
                                  nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                                  dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                                  classifier_prior=classifier_prior,
-                                 expand_abbreviations=expand_abbreviations)
+                                 expand_abbreviations=expand_abbreviations, prior_weight=prior_weight)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -172,7 +177,7 @@ class EntityLinker:
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
                     "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0,
-                    "expand_abbreviations": False},
+                    "expand_abbreviations": False, "prior_weight": 0.0},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -183,7 +188,8 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 example_tfidf_weight: float | dict[str, float],
                 dense_weights: dict[str, float] | None,
                 substitution_penalty: float | dict[str, float] | None,
-                classifier_prior: float, expand_abbreviations: bool | list[str]) -> EntityLinker:
+                classifier_prior: float, expand_abbreviations: bool | list[str],
+                prior_weight: float | dict[str, float]) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -192,4 +198,5 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         examples=examples, classifier=classifier, classifier_weight=classifier_weight,
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                         dense_weights=dense_weights, substitution_penalty=substitution_penalty,
-                        classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations)
+                        classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations,
+                        prior_weight=prior_weight)

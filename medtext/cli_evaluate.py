@@ -145,6 +145,10 @@ def linking(
     substitution_penalty_for: Optional[list[str]] = typer.Option(
         None, help="LABEL=VALUE: the string scores' penalty for a swapped word for that label only (repeatable; "
                    "labels not named get none); default 0.3 for the SNOMED CT labels, none for FUNCTION, as the presets"),
+    prior_weight_for: Optional[list[str]] = typer.Option(
+        None, help="LABEL=VALUE: add VALUE x log(1 + the examples coded with a concept) to its candidates' scores for "
+                   "that label (repeatable; default none), as the trf preset's prior_weight (0.0075 for the SNOMED CT "
+                   "labels)"),
     rerank_weight: float = typer.Option(0.3, help="Re-ranked score = w * cross-encoder probability + "
                                                   "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
@@ -193,6 +197,7 @@ def linking(
     tfidf = label_values(example_tfidf_for, "--example-tfidf-for")
     dense_by_label = label_values(dense_weight_for, "--dense-weight-for")
     penalties = label_values(substitution_penalty_for, "--substitution-penalty-for")
+    priors = label_values(prior_weight_for, "--prior-weight-for")
     try:
         mentions = read_medprocner(data) if fmt == "medprocner" else read_medtext_linking(data, split)
         if not mentions:
@@ -205,7 +210,7 @@ def linking(
                         classifier_weight=classifier_weight, classifier_prior=classifier_prior,
                         nil_thresholds=per_label or None,
                         dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
-                        **({"example_tfidf_weight": tfidf} if tfidf else {}))
+                        prior_weight=priors, **({"example_tfidf_weight": tfidf} if tfidf else {}))
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
@@ -217,6 +222,8 @@ def linking(
         how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
     if examples:
         how += f" + examples {' + '.join(examples)} ({r['linker']['examples']})"
+    if priors:
+        how += " + prior " + ", ".join(f"{k} {v}" for k, v in priors.items())
     if classifier:
         how += f" + classifier {' x '.join(classifier)} (w={classifier_weight}, prior {classifier_prior})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "

@@ -202,7 +202,8 @@ class Linker:
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, dense_variant: bool = False,
-                 expand_abbreviations: bool | list[str] = False):
+                 expand_abbreviations: bool | list[str] = False,
+                 prior_weight: float | dict[str, float] = 0.0):
         self.index = index
         self.routes = routes if routes is not None else ROUTES
         self.n_candidates = candidates
@@ -227,6 +228,8 @@ class Linker:
             substitution_penalty = dict(SUBSTITUTION_PENALTIES)
         _check_label_weights(substitution_penalty, "substitution_penalty", 1.0, index.path)
         self.substitution_penalty = substitution_penalty  # as example_tfidf_weight
+        _check_label_weights(prior_weight, "prior_weight", 1.0, index.path)
+        self.prior_weight = prior_weight  # as example_tfidf_weight
         self.rerank_weight = rerank_weight
         self.dense_variant = dense_variant
         if isinstance(expand_abbreviations, bool):
@@ -269,6 +272,8 @@ class Linker:
         self.ex_norm: list[str] = []
         self.ex_concept = numpy.zeros(0, dtype=numpy.int64)
         self.ex_vecs = None
+        # per concept id: log(1 + how many examples name it), the popularity prior's term
+        self.ex_log_count = numpy.zeros(len(self.c_code), dtype="float32")
         if examples:
             self._setup_examples(examples)
         self.classifier = classifier
@@ -290,6 +295,10 @@ class Linker:
     def penalty(self, label: str) -> float:
         """The substitution penalty of ``label``'s string scores (names and examples)."""
         return _label_weight(self.substitution_penalty, label)
+
+    def prior_w(self, label: str) -> float:
+        """The weight of log(1 + example count) added to ``label``'s candidate scores (0: none)."""
+        return _label_weight(self.prior_weight, label)
 
     def dense_w(self, label: str) -> float:
         """The weight of the cosine in ``label``'s fused score; 0: linked lexically."""
@@ -337,6 +346,9 @@ class Linker:
         if unknown:
             log.warning("%d linking examples name codes that are not in the index (e.g. %s): skipped",
                         len(unknown), ", ".join(sorted(set(unknown))[:3]))
+        # every annotated mention counts for the prior, repeats included ("chemotherapy" coded ten times)
+        self.ex_log_count = numpy.log1p(numpy.bincount(numpy.array([r[1] for r in rows], dtype=numpy.int64),
+                                                       minlength=len(self.c_code))).astype("float32")
         rows = sorted(set(rows))
         self.ex_norm = [r[0] for r in rows]
         self.ex_aligner = WordAligner(self.ex_norm)  # their words, for the string score's substitutions
@@ -662,6 +674,10 @@ class Linker:
                         cand.lexical = max(cand.lexical, round(VARIANT_WEIGHT * self._lexical_score(qe, c, factor_e), 4))
                 cand.score = wd * cand.dense + (1 - wd) * cand.lexical if wd > 0 else cand.lexical
                 cand.score = max(cand.score, cand.example)
+            pw = self.prior_w(mentions[i].label)
+            if pw:  # popularity prior: the concepts the team's notes code often go first among near-equals
+                for c, cand in pools[i].items():
+                    cand.score += pw * float(self.ex_log_count[c])
         before: dict[int, float] = {}  # best score before the classifier's mix
         for i in routed:
             if i in probs:
@@ -816,4 +832,5 @@ class Linker:
                 "classifier_weight": self.classifier_weight if self.classifier is not None else None,
                 "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None,
                 "dense_variant": self.dense_variant if self.bi_model is not None else None,
-                "expand_abbreviations": sorted(self.expand_labels)}
+                "expand_abbreviations": sorted(self.expand_labels),
+                "prior_weight": self.prior_weight}

@@ -568,3 +568,60 @@ def test_ties_go_to_the_concept_the_mention_names(tmp_path):
     r = lk.link([Mention("Dizziness", "PROBLEM"), Mention("spinning vertigo", "PROBLEM")])
     assert [c.code for c in r[0].candidates[:2]] == ["2", "1"] and r[0].candidates[1].score == r[0].candidates[0].score
     assert r[1].best.code == "1"
+
+
+def test_prior_weight_puts_often_coded_concepts_first(tmp_path):
+    """``prior_weight`` adds w x log(1 + examples coded with the concept) to a candidate's score:
+    of two exact names, the one the examples code goes first; per label (a label not named gets
+    none); off by default; a weight outside 0..1 is an error, in the engine, the component and
+    `medtext evaluate linking --prior-weight-for`."""
+    import math
+
+    import spacy
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+    from medtext.errors import ConfigError
+
+    data = TerminologyData(sources=[Source(name="tiny", version="1")])
+    for code, term in [("1", "Chest pain"), ("2", "Cerebral palsy")]:
+        data.add_concept("snomed", code, term, kind="disorder")
+        data.add_synonym("snomed", code, term, "preferred")
+        data.add_synonym("snomed", code, "cp")
+    write_index(data, tmp_path / "ix", name="tiny")
+    ix = ConceptIndex.load(tmp_path / "ix")
+    examples = [("spastic diplegia", "snomed", "2")] * 2 + [("spastic quadriplegia", "snomed", "2")]
+    mention = [Mention("cp", "PROBLEM")]
+    plain = Linker(ix, bi_encoder=None, examples=examples).link(mention)[0]
+    assert [c.code for c in plain.candidates] == ["1", "2"]  # a tie: the shorter term first
+    assert plain.candidates[0].score == plain.candidates[1].score == 1.0
+    lk = Linker(ix, bi_encoder=None, examples=examples, prior_weight={"PROBLEM": 0.01})
+    r = lk.link(mention)[0]
+    assert [c.code for c in r.candidates] == ["2", "1"]
+    # three examples (repeats count): 1 + 0.01 log 4; the concept no example codes keeps its score
+    assert r.candidates[0].score == pytest.approx(1.0 + 0.01 * math.log(4), abs=1e-6)
+    assert r.candidates[1].score == 1.0
+    other = Linker(ix, bi_encoder=None, examples=examples, prior_weight={"DRUG": 0.01}).link(mention)[0]
+    assert [c.code for c in other.candidates] == ["1", "2"]
+    assert lk.describe()["prior_weight"] == {"PROBLEM": 0.01}
+    for bad in (-0.1, 2.0, {"PROBLEM": "high"}):
+        with pytest.raises(TerminologyError, match="prior_weight"):
+            Linker(ix, bi_encoder=None, prior_weight=bad)
+    with pytest.raises(ConfigError, match="medtext_linker: .*prior_weight"):
+        spacy.blank("en").add_pipe("medtext_linker", config={"index": str(tmp_path / "ix"), "prior_weight": 3.0})
+    comp = spacy.blank("en").add_pipe("medtext_linker", config={"index": str(tmp_path / "ix"),
+                                                                "prior_weight": {"PROBLEM": 0.01}}).linker
+    assert comp.prior_w("PROBLEM") == 0.01 and comp.prior_w("TEST") == 0.0
+    ex = tmp_path / "ex.jsonl"
+    ex.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in examples))
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "n1", "text": "Hx [cp](PROBLEM|2)."}) + "\n")
+    args = ["evaluate", "linking", str(gold), "--format", "medtext", "--index", str(tmp_path / "ix"),
+            "--examples", str(ex)]
+    res = CliRunner().invoke(app, [*args, "--prior-weight-for", "PROBLEM=0.01", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "prior PROBLEM 0.01" in res.output
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["linker"]["prior_weight"] == {"PROBLEM": 0.01} and out["acc_all"]["@1"] == 1.0
+    res = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "r0.json")])
+    assert json.loads((tmp_path / "r0.json").read_text())["acc_all"]["@1"] == 0.0
