@@ -36,12 +36,12 @@ a list of them is one ensemble, the geometric mean of their probabilities), weig
 frequencies to that power first, so rare categories are not outvoted for being rare.
 ``expand_abbreviations`` (``false`` in every preset; ``true``: the SNOMED CT labels, or a list of
 labels) also searches the mention with its capitalised short forms spelt out ("pelvic RM of
-control" -> "pelvic Magnetic resonance imaging of control"; see README, linking experiment 7: it
+control" -> "pelvic Magnetic resonance imaging of control"; see docs/linking.md, experiment (7): it
 helped the lexical presets on the team's dev notes and case reports, not the ``trf`` preset).
 ``prior_weight`` adds weight x log(1 + the number of ``examples`` coded with the concept) to each
 candidate's score, so among near-equal candidates the concepts annotators choose often go first
 (a number for every label or a map from label to weight; 0, the default: none; the ``trf`` preset
-0.0075 for the SNOMED CT labels, see README, linking experiment 11; a score can then pass 1).
+0.0075 for the SNOMED CT labels, see docs/linking.md, experiment (11); a score can then pass 1).
 ``nlp.pipe`` links all entities of a batch of documents in one call.
 """
 

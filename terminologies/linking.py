@@ -21,7 +21,7 @@ Three stages, each optional after the first:
    capitalised short forms spelt out ("TC of hip" -> "Computerized axial tomography of hip",
    :meth:`Linker.expansion`) as a second form, searched lexically and densely at 0.95 x its
    scores (off: tried 2026-12-05; the lexical presets gained on the team's dev case reports and
-   notes, the ``trf`` preset did not, see README).
+   notes, the ``trf`` preset did not, see docs/linking.md).
    String scores of the labels in ``substitution_penalty`` (default: the SNOMED CT labels) are
    lowered when a word of the mention stands where the name has another (``SUBSTITUTION_PENALTIES``).
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
@@ -46,7 +46,7 @@ classifier's most probable concepts join the candidates (scored on their synonym
 training frequencies to the power tau and renormalises them (logit adjustment: a category seen
 twice in training is not outvoted by a frequent neighbour for that reason alone; on a two-fold
 split of the ICF train notes, the fine-tuned × n-gram pair's macro-F1 0.634 at tau 0 and 0.648
-at 1, see README). It
+at 1, see docs/linking.md). It
 re-ranks only: whether a mention is NIL is decided on the better of the best score before
 the mix and the best after it.
 

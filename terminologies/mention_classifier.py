@@ -330,7 +330,7 @@ class ClassifierEnsemble:
     concept must be likely to every member; a class a member lacks gets that member's smallest
     probability for the mention). On the ICF dev split, with classifiers trained on the train
     split, the geometric mean of the fine-tuned and the n-gram classifiers beat each alone and
-    their arithmetic mean (see README). Members that read an encoder embed the mentions
+    their arithmetic mean (see docs/linking.md). Members that read an encoder embed the mentions
     themselves."""
 
     def __init__(self, members: list, names: list[str] | None = None):
