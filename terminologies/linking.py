@@ -87,6 +87,11 @@ ROUTES: dict[str, list[str]] = {
 MAX_MENTION_CHARS = 256  # longer mentions are cut (a span that long is not a concept name)
 CONTEXT_CHARS = 300
 MIN_FUZZY_CHARS = 3
+# Each mention's candidates are ranked in a pool of at least this many concepts before the list is cut
+# to ``top``: which concepts the example and classifier channels add, and where lexical-only pruning
+# cuts, depend on the pool's size, so with this floor the top concept, its score and the NIL decision
+# are the same for any ``top`` up to it (the presets' 5 and the benchmark's 25).
+MIN_POOL = 25
 # abbreviations in longer mentions (``expand_abbreviations``): words of up to this many characters
 SHORT_FORM_CHARS = 6
 _WORD = re.compile(r"[a-z0-9]+")
@@ -292,6 +297,10 @@ class Linker:
             self.cross = load_model(cross_encoder, device=device, kind="cross")
             self.definitions = first_definitions(index)
 
+    def _pool_size(self) -> int:
+        """How many candidates a mention's pool ranks before the list is cut to ``top``."""
+        return max(self.top, MIN_POOL, self.rerank_top if self.cross is not None else 0)
+
     def penalty(self, label: str) -> float:
         """The substitution penalty of ``label``'s string scores (names and examples)."""
         return _label_weight(self.substitution_penalty, label)
@@ -391,7 +400,7 @@ class Linker:
         """Classify the mentions whose route holds classes of the classifier; add each one's most
         probable concepts to its pool. Returns mention -> probabilities over ``clf_concept``
         (renormalised over its route's classes; 0 outside the route)."""
-        keep = max(self.top, self.rerank_top if self.cross is not None else 0)
+        keep = self._pool_size()
         out: dict[int, numpy.ndarray] = {}
         for label, idx in _by_label(mentions, routed).items():
             allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
@@ -459,7 +468,7 @@ class Linker:
             uniq, inv = numpy.unique(self.ex_concept[cols], return_inverse=True)
             # only as many example concepts as can end up in the returned list: any other
             # concept that scores well on its synonyms comes from the other channels
-            keep = max(self.top, self.rerank_top if self.cross is not None else 0)
+            keep = self._pool_size()
             for row, i in enumerate(idx):
                 vals = fused[row] if len(qs[row]) >= MIN_FUZZY_CHARS else numpy.where(exact[row], fused[row], -1.0)
                 best = numpy.full(len(uniq), -1.0, dtype=numpy.float32)
@@ -569,7 +578,7 @@ class Linker:
         if not routed:
             return results
         pools: dict[int, dict[int, Candidate]] = {i: {} for i in routed}
-        keep = max(self.top, self.rerank_top if self.cross is not None else 0)
+        keep = self._pool_size()
         # lexical channel. Each mention's lexical candidates in rank order: place[i][concept].
         # Linking lexically, a candidate scoring below the keep-th best lexical score can only
         # reach the returned list through an example, so it waits in spare[i] (no Candidate made)

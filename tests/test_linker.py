@@ -625,3 +625,36 @@ def test_prior_weight_puts_often_coded_concepts_first(tmp_path):
     assert out["linker"]["prior_weight"] == {"PROBLEM": 0.01} and out["acc_all"]["@1"] == 1.0
     res = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "r0.json")])
     assert json.loads((tmp_path / "r0.json").read_text())["acc_all"]["@1"] == 0.0
+
+
+def test_decision_does_not_depend_on_top(tmp_path):
+    """The pool a mention's candidates are ranked in holds at least MIN_POOL concepts whatever
+    ``top`` is, so the top concept, its score and the NIL decision are the same for the presets'
+    ``top`` 5 and the benchmark's 25. Here the popularity prior lifts a concept whose best example
+    ranks only 7th: with a pool of ``top`` concepts it was never a candidate at ``top`` 5."""
+    from medtext.terminologies.linking import MIN_POOL
+
+    data = TerminologyData(sources=[Source(name="tiny", version="1")])
+    names = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf"]
+    for n, name in enumerate(names):
+        data.add_concept("snomed", str(n + 1), name, kind="disorder")
+        data.add_synonym("snomed", str(n + 1), name, "preferred")
+    write_index(data, tmp_path / "ix", name="tiny")
+    ix = ConceptIndex.load(tmp_path / "ix")
+    texts = ["left knee pain", "left knee pains", "left knee ache", "right knee pain", "knee pain left side",
+             "left hip pain"]
+    examples = [(t, "snomed", str(n + 1)) for n, t in enumerate(texts)]
+    examples += [("knee swelling and stiffness", "snomed", "7")] * 60  # often coded, a weaker match
+    mention = [Mention("left knee pain", "PROBLEM")]
+    lists = {}
+    for top in (1, 5, MIN_POOL):
+        lk = Linker(ix, bi_encoder=None, examples=examples, top=top, prior_weight={"PROBLEM": 0.2})
+        r = lk.link(mention)[0]
+        assert len(r.candidates) <= top
+        lists[top] = r
+    wide = lists[MIN_POOL].candidates
+    # the winner's best example is not among the 5 best example scores
+    assert wide[0].code == "7" and sorted((c.example for c in wide), reverse=True).index(wide[0].example) >= 5
+    for top in (1, 5):
+        assert (lists[top].best.code, lists[top].candidates[0].score) == (wide[0].code, wide[0].score)
+        assert [c.code for c in lists[top].candidates] == [c.code for c in wide[:top]]
