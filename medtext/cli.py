@@ -199,6 +199,88 @@ def info(preset: str = typer.Option("default", help="Preset to describe"),
                 typer.echo(f"      {src['attribution']}")
 
 
+@app.command()
+def link(
+    mentions: List[str] = typer.Argument(..., help="Mention texts as a note writes them, e.g. 'chest pain'"),
+    label: str = typer.Option(..., "--label", "-l",
+                              help="Entity label: PROBLEM, TEST, TREATMENT, PROCEDURE, DRUG, ANATOMY or FUNCTION"),
+    preset: str = typer.Option("default", help="Preset, .cfg file or saved pipeline folder whose linker is used"),
+    index: Optional[Path] = typer.Option(None, "--index", help="Use this index folder instead of the preset's"),
+    context: str = typer.Option("", help="The mention's sentence (read only by a cross-encoder with use_context)"),
+    k: int = typer.Option(0, "-k", min=0, help="How many candidates to show (default: the linker's top; at most "
+                                               "the pool it ranks, 25)"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per mention"),
+) -> None:
+    """Link mentions as a preset's linker does and show why: the code (or NIL: the score it was
+    decided on, the best before or after the classifier's mix, against the label's threshold) and
+    each candidate's score with its parts: string, cosine, best example, popularity prior,
+    classifier probability, re-ranker probability."""
+    import json
+
+    from .errors import ConfigError
+    from .terminologies.linking import Mention
+
+    linker = _preset_linker(preset, index)
+    if label not in linker.routes:
+        _fail(f"this linker has no route for label {label!r}; it links {', '.join(sorted(linker.routes))}", EXIT_USAGE)
+    try:
+        rows = linker.explain([Mention(text, label, context) for text in mentions], k=k or None)
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        decided = (f"{row['linked']['system']}:{row['linked']['code']} {row['linked']['display']}" if row["linked"]
+                   else "NIL")
+        relation = ">=" if row["linked"] else "<"
+        typer.echo(f"{row['text']!r} ({label}) -> {decided}: decided on {row['score']:.3f} {relation} NIL threshold "
+                   f"{row['nil_threshold']:g}")
+        typer.echo(f"  score = {row['formula']}")
+        if not row["candidates"]:
+            typer.echo("  no candidates")
+            continue
+        typer.echo(f"  {'#':>2} {'code':<20} {'score':>6} {'string':>6} {'cosine':>6} {'exampl':>6} {'prior':>6} "
+                   f"{'classf':>6} {'rerank':>6}  concept (matched name)")
+        for n, c in enumerate(row["candidates"], 1):
+            def num(v):
+                return f"{v:>6.3f}" if v is not None else f"{'-':>6}"
+            via = f" (via '{c['matched']}')" if c["matched"] and c["matched"] != c["display"] else ""
+            typer.echo(f"  {n:>2} {c['system'] + ':' + c['code']:<20} {num(c['score'])} {num(c['string'])} "
+                       f"{num(c['cosine'])} {num(c['example'])} {num(c['prior'])} {num(c['classifier'])} "
+                       f"{num(c['rerank'])}  {c['display']}{via}")
+
+
+def _preset_linker(preset: str, index: Optional[Path]):
+    """The ``medtext_linker`` of ``preset`` alone (a blank pipeline with the preset's linker settings;
+    a saved pipeline folder is loaded whole), its index replaced by ``index`` when given."""
+    from .errors import ConfigError
+    from .extensions import register_extensions
+    from .pipeline import _preset_config, load
+
+    try:
+        config, _ = _preset_config(preset)
+        if config is None:
+            if index is not None:
+                _fail("--index does not apply to a saved pipeline folder (its linker keeps its index)", EXIT_USAGE)
+            nlp = load(preset)
+            if "medtext_linker" not in nlp.pipe_names:
+                _fail(f"{preset} has no medtext_linker component", EXIT_USAGE)
+            return nlp.get_pipe("medtext_linker").linker
+        components = config.get("components", {})
+        if "medtext_linker" not in components:
+            _fail(f"preset {preset!r} has no medtext_linker component", EXIT_USAGE)
+        settings = {key: value for key, value in components["medtext_linker"].items() if key != "factory"}
+        if index is not None:
+            settings["index"] = str(index)
+        import spacy
+
+        register_extensions()
+        return spacy.blank("en").add_pipe("medtext_linker", config=settings).linker
+    except ConfigError as e:
+        _fail(str(e), EXIT_USAGE)
+
+
 def _terminology_summary() -> list[dict]:
     """Name, path, counts and sources of the installed default index (none if not built)."""
     import json

@@ -184,6 +184,7 @@ class Candidate:
 class LinkResult:
     candidates: list[Candidate] = field(default_factory=list)
     nil: bool = True
+    score: float = 0.0  # the score compared with the NIL threshold (the best before or after the classifier's mix)
 
     @property
     def best(self) -> Candidate | None:
@@ -705,9 +706,68 @@ class Linker:
         for i in routed:
             r = results[i]
             r.candidates = r.candidates[:self.top]
-            best = max(r.candidates[0].score, before.get(i, 0.0)) if r.candidates else 0.0
-            r.nil = not r.candidates or best < self.nil_thresholds.get(mentions[i].label, self.nil_threshold)
+            r.score = max(r.candidates[0].score, before.get(i, 0.0)) if r.candidates else 0.0
+            r.nil = not r.candidates or r.score < self.threshold(mentions[i].label)
         return results
+
+    def threshold(self, label: str) -> float:
+        """The NIL threshold of ``label``'s mentions."""
+        return self.nil_thresholds.get(label, self.nil_threshold)
+
+    def explain(self, mentions: Iterable[Mention], k: int | None = None) -> list[dict[str, Any]]:
+        """Link ``mentions`` as :meth:`link` does (uncached) and say why. For each: the decision
+        (the top concept, or ``None`` for NIL), the score it was decided on and the label's NIL
+        threshold, how a candidate's score is made for the label (``formula``), and the first ``k``
+        candidates (default ``top``; at most the pool's size, so the ranking is the one :meth:`link`
+        makes) with the parts of their scores: ``string`` (the lexical score), ``cosine`` (``None``
+        without a dense channel for the label), ``example`` (the best annotated example's score; ``None`` without
+        examples), ``prior`` (the popularity prior's term; ``None`` when off for the label), ``classifier`` (its probability; ``None`` when it did
+        not run) and ``rerank`` (the cross-encoder's probability; ``None`` without one)."""
+        mentions = list(mentions)
+        top = self.top
+        n = min(k or top, self._pool_size())
+        self.top = max(top, n)  # within the pool: the same pool, the same ranking, a longer list
+        try:
+            results = self._link_uncached(mentions)
+        finally:
+            self.top = top
+        out = []
+        for m, r in zip(mentions, results):
+            dense = self.dense_w(m.label) > 0
+            best = r.candidates[0] if r.candidates and not r.nil else None
+            out.append({
+                "text": m.text, "label": m.label, "routed": m.label in self.routes,
+                "linked": None if best is None else {"system": best.system, "code": best.code, "display": best.term},
+                "score": round(float(r.score), 4), "nil_threshold": self.threshold(m.label),
+                "formula": self._formula(m.label),
+                "candidates": [{
+                    "system": c.system, "code": c.code, "display": c.term, "score": round(float(c.score), 4),
+                    "string": round(float(c.lexical), 4), "cosine": round(float(c.dense), 4) if dense else None,
+                    "example": round(float(c.example), 4) if self.ex_norm else None,
+                    "prior": round(self.prior_w(m.label) * float(self.ex_log_count[self._cid(c.system, c.code)]), 4)
+                    if self.prior_w(m.label) else None,
+                    "classifier": None if c.classifier is None else round(float(c.classifier), 4),
+                    "rerank": None if c.rerank is None else round(float(c.rerank), 4),
+                    "matched": c.matched} for c in r.candidates[:n]]})
+        return out
+
+    def _formula(self, label: str) -> str:
+        """How a candidate's score is made for ``label``'s mentions, in words."""
+        wd = self.dense_w(label)
+        f = f"{wd:g} x cosine + {1 - wd:g} x string" if wd > 0 else "string"
+        if self.ex_norm:
+            f = f"best of ({f}) and example"
+        if self.prior_w(label):
+            f += f", + prior ({self.prior_w(label):g} x log(1 + examples of the concept))"
+        if self.classifier is not None and label in self.routes:
+            allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
+            if allowed.any():
+                a = self.classifier_weight
+                f = f"{a:g} x classifier + {1 - a:g} x ({f})"
+        if self.cross is not None:
+            r = self.rerank_weight
+            f = f"{r:g} x rerank + {1 - r:g} x ({f}), for the first {self.rerank_top}"
+        return f
 
     def _rerank(self, mentions, queries, routed, results) -> None:
         pairs, where = [], []

@@ -658,3 +658,53 @@ def test_decision_does_not_depend_on_top(tmp_path):
     for top in (1, 5):
         assert (lists[top].best.code, lists[top].candidates[0].score) == (wide[0].code, wide[0].score)
         assert [c.code for c in lists[top].candidates] == [c.code for c in wide[:top]]
+
+
+def test_explain_and_the_link_command(tmp_path):
+    """``Linker.explain`` makes the decision ``link`` makes and gives each candidate's parts (the
+    score is the best of the string and example scores, plus the prior, here); ``k`` lengthens the
+    list within the pool without changing its order. ``medtext link`` prints it for a preset's
+    linker, as JSON too, and refuses a label without a route."""
+    import math
+
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+    from medtext.terminologies.linking import MIN_POOL
+
+    data = TerminologyData(sources=[Source(name="tiny", version="1")])
+    for code, term in [("1", "Chest pain"), ("2", "Cerebral palsy"), ("3", "Chest wall pain")]:
+        data.add_concept("snomed", code, term, kind="disorder")
+        data.add_synonym("snomed", code, term, "preferred")
+    data.add_synonym("snomed", "1", "cp")
+    data.add_synonym("snomed", "2", "cp")
+    write_index(data, tmp_path / "ix", name="tiny")
+    ix = ConceptIndex.load(tmp_path / "ix")
+    examples = [("spastic diplegia", "snomed", "2")] * 3
+    lk = Linker(ix, bi_encoder=None, examples=examples, top=2, prior_weight={"PROBLEM": 0.01})
+    mentions = [Mention("cp", "PROBLEM"), Mention("chest pian", "PROBLEM"), Mention("zzqxw", "PROBLEM")]
+    linked = lk.link(mentions)
+    rows = lk.explain(mentions, k=MIN_POOL + 10)
+    assert lk.top == 2  # restored
+    for r, row in zip(linked, rows):
+        assert (row["linked"] or {}).get("code") == (r.best.code if r.best else None)
+        assert [c["code"] for c in row["candidates"][:2]] == [c.code for c in r.candidates]
+        assert len(row["candidates"]) <= MIN_POOL and row["nil_threshold"] == 0.5
+        for c in row["candidates"]:
+            assert c["cosine"] is None and c["classifier"] is None and c["rerank"] is None
+            assert c["score"] == pytest.approx(max(c["string"], c["example"]) + c["prior"], abs=2e-4)
+    assert rows[0]["linked"]["code"] == "2" and rows[0]["candidates"][0]["prior"] == pytest.approx(0.01 * math.log(4), abs=1e-4)
+    assert rows[2]["linked"] is None and "prior" in rows[0]["formula"]
+    assert len(lk.explain(mentions[:1])[0]["candidates"]) == 2  # default: the linker's top
+
+    res = CliRunner().invoke(app, ["link", "cp", "chest pian", "-l", "PROBLEM", "--index", str(tmp_path / "ix")])
+    assert res.exit_code == 0, res.output
+    assert "'cp' (PROBLEM) -> snomed:" in res.output and "NIL threshold 0.75" in res.output
+    assert "'chest pian' (PROBLEM) -> snomed:1 Chest pain" in res.output
+    res = CliRunner().invoke(app, ["link", "chest pian", "-l", "PROBLEM", "--index", str(tmp_path / "ix"), "--json"])
+    row = json.loads(res.output.strip().splitlines()[-1])
+    assert row["linked"]["code"] == "1" and row["candidates"][0]["string"] > 0.75
+    res = CliRunner().invoke(app, ["link", "cp", "-l", "NOSUCH", "--index", str(tmp_path / "ix")])
+    assert res.exit_code == 2 and "no route for label 'NOSUCH'" in res.output
+    res = CliRunner().invoke(app, ["link", "cp", "-l", "PROBLEM", "--preset", "nosuch"])
+    assert res.exit_code == 2 and "unknown preset" in res.output
