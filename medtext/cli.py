@@ -217,17 +217,15 @@ def link(
     classifier probability, re-ranker probability."""
     import json
 
-    from .errors import ConfigError
     from .terminologies.linking import Mention
+
+    def num(v):
+        return f"{v:>6.3f}" if v is not None else f"{'-':>6}"
 
     linker = _preset_linker(preset, index)
     if label not in linker.routes:
         _fail(f"this linker has no route for label {label!r}; it links {', '.join(sorted(linker.routes))}", EXIT_USAGE)
-    try:
-        rows = linker.explain([Mention(text, label, context) for text in mentions], k=k or None)
-    except ConfigError as e:
-        _fail(str(e), EXIT_USAGE)
-    for row in rows:
+    for row in linker.explain([Mention(text, label, context) for text in mentions], k=k or None):
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
             continue
@@ -243,8 +241,6 @@ def link(
         typer.echo(f"  {'#':>2} {'code':<20} {'score':>6} {'string':>6} {'cosine':>6} {'exampl':>6} {'prior':>6} "
                    f"{'classf':>6} {'rerank':>6}  concept (matched name)")
         for n, c in enumerate(row["candidates"], 1):
-            def num(v):
-                return f"{v:>6.3f}" if v is not None else f"{'-':>6}"
             via = f" (via '{c['matched']}')" if c["matched"] and c["matched"] != c["display"] else ""
             typer.echo(f"  {n:>2} {c['system'] + ':' + c['code']:<20} {num(c['score'])} {num(c['string'])} "
                        f"{num(c['cosine'])} {num(c['example'])} {num(c['prior'])} {num(c['classifier'])} "

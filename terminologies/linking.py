@@ -404,7 +404,7 @@ class Linker:
         keep = self._pool_size()
         out: dict[int, numpy.ndarray] = {}
         for label, idx in _by_label(mentions, routed).items():
-            allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
+            allowed = self._classifier_allowed(label)
             if not allowed.any():
                 continue
             texts = [queries[i] for i in idx]
@@ -427,6 +427,10 @@ class Linker:
                         pools[i][c] = self._candidate(c) if lex is None else \
                             self._candidate(c, lexical=lex[0], matched=lex[1])
         return out
+
+    def _classifier_allowed(self, label: str) -> numpy.ndarray:
+        """Mask over the classifier's classes: those in ``label``'s route (and in the index)."""
+        return (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
 
     def _classifier_mix(self, pool: dict[int, Candidate], probs: numpy.ndarray) -> float:
         """Mix a mention's class probabilities into its candidates' scores; return its best score
@@ -571,7 +575,9 @@ class Linker:
             out.append(r)
         return out
 
-    def _link_uncached(self, mentions: list[Mention]) -> list[LinkResult]:
+    def _link_uncached(self, mentions: list[Mention], top: int | None = None) -> list[LinkResult]:
+        """``top``: list this many candidates (default the linker's ``top``; the pool, and so the
+        ranking and the decision, stay the linker's)."""
         results = [LinkResult() for _ in mentions]
         queries = [m.text[:MAX_MENTION_CHARS].strip() for m in mentions]
         routed = [i for i, m in enumerate(mentions)
@@ -705,7 +711,7 @@ class Linker:
             self._rerank(mentions, queries, routed, results)
         for i in routed:
             r = results[i]
-            r.candidates = r.candidates[:self.top]
+            r.candidates = r.candidates[:top or self.top]
             r.score = max(r.candidates[0].score, before.get(i, 0.0)) if r.candidates else 0.0
             r.nil = not r.candidates or r.score < self.threshold(mentions[i].label)
         return results
@@ -720,17 +726,13 @@ class Linker:
         threshold, how a candidate's score is made for the label (``formula``), and the first ``k``
         candidates (default ``top``; at most the pool's size, so the ranking is the one :meth:`link`
         makes) with the parts of their scores: ``string`` (the lexical score), ``cosine`` (``None``
-        without a dense channel for the label), ``example`` (the best annotated example's score; ``None`` without
-        examples), ``prior`` (the popularity prior's term; ``None`` when off for the label), ``classifier`` (its probability; ``None`` when it did
-        not run) and ``rerank`` (the cross-encoder's probability; ``None`` without one)."""
+        without a dense channel for the label), ``example`` (the best annotated example's score;
+        ``None`` without examples), ``prior`` (the popularity prior's term; ``None`` when off for the
+        label), ``classifier`` (its probability; ``None`` when it did not run) and ``rerank`` (the
+        cross-encoder's probability; ``None`` without one)."""
         mentions = list(mentions)
-        top = self.top
-        n = min(k or top, self._pool_size())
-        self.top = max(top, n)  # within the pool: the same pool, the same ranking, a longer list
-        try:
-            results = self._link_uncached(mentions)
-        finally:
-            self.top = top
+        n = min(k or self.top, self._pool_size())
+        results = self._link_uncached(mentions, top=n)
         out = []
         for m, r in zip(mentions, results):
             dense = self.dense_w(m.label) > 0
@@ -759,11 +761,9 @@ class Linker:
             f = f"best of ({f}) and example"
         if self.prior_w(label):
             f += f", + prior ({self.prior_w(label):g} x log(1 + examples of the concept))"
-        if self.classifier is not None and label in self.routes:
-            allowed = (self.clf_concept >= 0) & self.route_concepts(label)[numpy.maximum(self.clf_concept, 0)]
-            if allowed.any():
-                a = self.classifier_weight
-                f = f"{a:g} x classifier + {1 - a:g} x ({f})"
+        if self.classifier is not None and label in self.routes and self._classifier_allowed(label).any():
+            a = self.classifier_weight
+            f = f"{a:g} x classifier + {1 - a:g} x ({f})"
         if self.cross is not None:
             r = self.rerank_weight
             f = f"{r:g} x rerank + {1 - r:g} x ({f}), for the first {self.rerank_top}"
