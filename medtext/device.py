@@ -65,10 +65,14 @@ def numpy_blas_while_building(gpu_id: int = -1):
 
 
 def one_blas_thread() -> None:
-    """Limit numpy's BLAS to one thread in this process (worker processes of ``n_process``)."""
+    """Limit numpy's BLAS, and the linker's string-similarity matrices, to one thread in this
+    process (worker processes of ``n_process``)."""
     from threadpoolctl import threadpool_limits
 
+    from .terminologies.retrieval import set_string_threads
+
     threadpool_limits(1, user_api="blas")
+    set_string_threads(1)
 
 
 def use_numpy_blas(nlp) -> int:

@@ -112,6 +112,33 @@ def fuzzy_score(q: str, n: str, penalty: float | None = None) -> float:
     return plain * (1 - penalty * substituted(q, n)) if penalty else plain
 
 
+# a string-similarity matrix of at least this many pairs is computed on every CPU the process may
+# use (rapidfuzz's threads; the same numbers): the linker's example channel scores each batch's
+# FUNCTION mentions against ~7,300 examples. Smaller ones stay on one thread (no start-up cost)
+PARALLEL_PAIRS = 100_000
+_string_threads: int | None = None
+
+
+def string_threads() -> int:
+    """Threads for a large :func:`fuzzy_matrix`: the CPUs this process may run on, unless
+    :func:`set_string_threads` said otherwise (worker processes of ``n_process`` use one)."""
+    global _string_threads
+    if _string_threads is None:
+        import os
+
+        try:
+            _string_threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            _string_threads = os.cpu_count() or 1
+    return _string_threads
+
+
+def set_string_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1) for large string-similarity matrices in this process."""
+    global _string_threads
+    _string_threads = max(1, int(n))
+
+
 def fuzzy_matrix(queries: list[str], choices: list[str], dtype=numpy.float32,
                  aligner: "WordAligner | None" = None, cols: numpy.ndarray | None = None,
                  penalty: float | None = None) -> numpy.ndarray:
@@ -123,8 +150,9 @@ def fuzzy_matrix(queries: list[str], choices: list[str], dtype=numpy.float32,
     from rapidfuzz import fuzz, process
 
     penalty = SUBSTITUTION_PENALTY if penalty is None else penalty
-    plain = (process.cdist(queries, choices, scorer=fuzz.ratio, dtype=dtype)
-             + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=dtype)) / 200
+    workers = string_threads() if len(queries) * len(choices) >= PARALLEL_PAIRS else 1
+    plain = (process.cdist(queries, choices, scorer=fuzz.ratio, dtype=dtype, workers=workers)
+             + process.cdist(queries, choices, scorer=fuzz.token_set_ratio, dtype=dtype, workers=workers)) / 200
     if not penalty or not len(choices):
         return plain
     if aligner is None:

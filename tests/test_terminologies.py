@@ -445,6 +445,40 @@ def test_swapped_word_lowers_the_string_score():
         assert [(h["code"], h["score"], h["matched"]) for h in r.search(q, k=20)] == _reference_ranking(r, q, 20)
 
 
+def test_large_string_matrices_use_threads_with_the_same_numbers(monkeypatch):
+    """A matrix of PARALLEL_PAIRS pairs or more runs on string_threads() threads and gives the
+    single-threaded numbers; worker processes of n_process (one_blas_thread) use one thread."""
+    import numpy
+    from rapidfuzz import process
+
+    from medtext.device import one_blas_thread
+    from medtext.terminologies import retrieval
+
+    words = ["walks", "stairs", "min assist", "sit to stand", "FWW", "ambulates", "tub transfer", "LB dressing"]
+    rng = numpy.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 4)))) for _ in range(400)]
+    queries = texts[:30]
+    seen = []
+    cdist = process.cdist
+    monkeypatch.setattr(process, "cdist", lambda *a, **kw: seen.append(kw["workers"]) or cdist(*a, **kw))
+    monkeypatch.setattr(retrieval, "PARALLEL_PAIRS", 30 * 400)
+    monkeypatch.setattr(retrieval, "_string_threads", None)
+    assert retrieval.string_threads() >= 1
+    retrieval.set_string_threads(2)
+    threaded = retrieval.fuzzy_matrix(queries, texts)
+    small = retrieval.fuzzy_matrix(queries[:29], texts)
+    assert seen == [2, 2, 1, 1]  # two scorers each
+    retrieval.set_string_threads(1)
+    assert numpy.array_equal(threaded, retrieval.fuzzy_matrix(queries, texts))
+    assert numpy.array_equal(small, threaded[:29])
+    import threadpoolctl
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda *a, **kw: None)  # keep this process's BLAS
+    retrieval.set_string_threads(2)
+    one_blas_thread()
+    assert retrieval.string_threads() == 1
+
+
 # --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
 @pytest.mark.parametrize("term,expected", [
     ("Endoscopy of urinary bladder", ["urinary bladder endoscopy", "cystoscopy"]),
