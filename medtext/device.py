@@ -64,15 +64,28 @@ def numpy_blas_while_building(gpu_id: int = -1):
         set_current_ops(previous)
 
 
-def one_blas_thread() -> None:
-    """Limit numpy's BLAS, and the linker's string-similarity matrices, to one thread in this
-    process (worker processes of ``n_process``)."""
+def one_cpu_thread() -> None:
+    """Run this process's numeric work on one thread: numpy's BLAS, OpenMP, PyTorch and the
+    linker's string-similarity matrices (worker processes of ``n_process``, Spark's Python
+    workers: they share the CPUs, so competing thread pools only slow each other).
+
+    It also keeps a forked worker from hanging: a parent that has run a multi-threaded PyTorch
+    operation (the ``trf`` preset's linker encodes its examples while it loads) leaves OpenMP's
+    thread pool unusable in the children, and their first multi-threaded operation never returns.
+    With one thread, PyTorch does not enter that pool."""
+    import importlib.util
+
     from threadpoolctl import threadpool_limits
 
     from .terminologies.retrieval import set_string_threads
 
     threadpool_limits(1, user_api="blas")
+    threadpool_limits(1, user_api="openmp")
     set_string_threads(1)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def use_numpy_blas(nlp) -> int:

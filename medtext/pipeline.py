@@ -300,9 +300,11 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(preset: str, overrides: dict, max_length: int, device: str) -> None:
     """Load the pipeline in a worker, unless the worker was forked from a parent that holds it."""
-    from .device import one_blas_thread, use_device
+    from .device import one_cpu_thread, use_device
 
-    one_blas_thread()  # the workers share the CPUs: no BLAS thread pools competing for them
+    # the workers share the CPUs: no thread pools competing for them (and a worker forked from a parent
+    # that ran multi-threaded PyTorch would hang in its first multi-threaded operation)
+    one_cpu_thread()
     if "nlp" in _WORKER:  # forked: the parent's pipeline, shared copy-on-write
         return
     use_device(device)
@@ -390,7 +392,11 @@ def iter_results(items: Iterable[Document | InputFailure], *, nlp=None, preset: 
     shared = _fork_shares_pipeline(device)
     if shared:
         import gc
+        import os
 
+        # the workers tokenize on one thread anyway; say so before forking, or Hugging Face's
+        # tokenizers warns in every worker that it "just got forked" after using its threads
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _WORKER["nlp"] = load(preset, max_length=max_length, **overrides)
         gc.collect()
         gc.freeze()  # the pipeline's objects leave the collector: no copy-on-write by the GC

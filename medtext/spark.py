@@ -194,12 +194,12 @@ def worker_pipeline(preset: str, overrides_json: str = "{}", device: str = "cpu"
     key = (preset, overrides_json, device, os.environ.get("MEDTEXT_HOME"))
     nlp = _PIPELINES.get(key)
     if nlp is None:
-        from .device import one_blas_thread, use_device
+        from .device import one_cpu_thread, use_device
         from .pipeline import load
 
         resolved = resolve_device(device)
         t0 = time.perf_counter()
-        one_blas_thread()  # one Python worker per task slot: no competing BLAS thread pools
+        one_cpu_thread()  # one Python worker per task slot: no competing thread pools
         use_device(resolved)
         nlp = load(preset, **_with_device(json.loads(overrides_json), resolved))
         log.info("medtext: loaded preset %s on %s in %.1f s (pid %d)", preset, resolved,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,48 @@ def test_doc_extensions_from_pdf(nlp, samples: Path):
     assert line["page"] == 1 and doc._.lines[-1]["page"] >= 2
     # line offsets index the doc text
     assert all(doc.text[ln["start"]:ln["end"]].strip() for ln in doc._.lines)
+
+
+FORKED_TORCH = """
+import spacy, torch
+from spacy.language import Language
+import medtext.pipeline as pl
+from medtext.readers import iter_documents
+
+torch.set_num_threads(2)
+torch.nn.functional.gelu(torch.randn(2048, 2048)).sum()  # the parent runs multi-threaded PyTorch
+
+@Language.component("torch_op")
+def torch_op(doc):
+    torch.nn.functional.gelu(torch.randn(2048, 2048)).sum()
+    return doc
+
+def tiny(*args, **kwargs):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("torch_op")
+    return nlp
+
+pl.load = tiny  # the parent's pipeline, shared with the forked workers
+docs = list(iter_documents([f"note {i}" for i in range(4)]))
+print(sum(r.record is not None for r in pl.iter_results(docs, preset="x", n_process=2, chunk_size=1)), "records")
+"""
+
+
+def test_forked_workers_run_pytorch_after_the_parent_did(tmp_path):
+    """The trf preset's linker runs PyTorch while it loads; n_process workers forked from that
+    parent hung in their first multi-threaded PyTorch operation until they ran on one thread."""
+    import os
+    import signal
+
+    pytest.importorskip("torch")
+    script = tmp_path / "forked_torch.py"
+    script.write_text(FORKED_TORCH)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the script and its hung workers
+        proc.communicate()
+        pytest.fail("the forked workers hung")
+    assert proc.returncode == 0 and out.strip() == "4 records", err[-2000:]

@@ -447,11 +447,11 @@ def test_swapped_word_lowers_the_string_score():
 
 def test_large_string_matrices_use_threads_with_the_same_numbers(monkeypatch):
     """A matrix of PARALLEL_PAIRS pairs or more runs on string_threads() threads and gives the
-    single-threaded numbers; worker processes of n_process (one_blas_thread) use one thread."""
+    single-threaded numbers; worker processes of n_process (one_cpu_thread) use one thread."""
     import numpy
     from rapidfuzz import process
 
-    from medtext.device import one_blas_thread
+    from medtext.device import one_cpu_thread
     from medtext.terminologies import retrieval
 
     words = ["walks", "stairs", "min assist", "sit to stand", "FWW", "ambulates", "tub transfer", "LB dressing"]
@@ -472,11 +472,14 @@ def test_large_string_matrices_use_threads_with_the_same_numbers(monkeypatch):
     assert numpy.array_equal(threaded, retrieval.fuzzy_matrix(queries, texts))
     assert numpy.array_equal(small, threaded[:29])
     import threadpoolctl
+    import torch
 
-    monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda *a, **kw: None)  # keep this process's BLAS
+    # keep this process's BLAS, OpenMP and PyTorch threads
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda *a, **kw: None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(("torch", n)))
     retrieval.set_string_threads(2)
-    one_blas_thread()
-    assert retrieval.string_threads() == 1
+    one_cpu_thread()
+    assert retrieval.string_threads() == 1 and seen[-1] == ("torch", 1)
 
 
 # --- derived procedure synonyms, spelling variants, non-English abbreviations ---------------
