@@ -200,3 +200,29 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                         classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations,
                         prior_weight=prior_weight)
+
+
+def linker_from_preset(preset: str, **overrides):
+    """The :class:`~medtext.terminologies.linking.Linker` that ``preset``'s ``medtext_linker``
+    builds (a preset name, a ``.cfg`` path or a saved pipeline folder), without loading the rest
+    of the pipeline; ``overrides`` replace config values (e.g. ``top=25``, ``index=PATH``).
+    Raises :class:`medtext.errors.ConfigError` when the preset has no ``medtext_linker``."""
+    from spacy.util import load_config
+
+    from medtext.errors import ConfigError
+    from medtext.pipeline import _preset_config
+
+    config, name = _preset_config(str(preset))
+    if config is None:  # a saved pipeline folder
+        config = load_config(Path(name) / "config.cfg")
+    blocks = [(key, dict(block)) for key, block in config.get("components", {}).items()
+              if dict(block).get("factory") == "medtext_linker"]
+    if not blocks:
+        raise ConfigError(f"preset {preset!r} has no medtext_linker component")
+    key, block = blocks[0]
+    block.pop("factory")
+    unknown = sorted(set(block) - set(Language.get_factory_meta("medtext_linker").default_config))
+    if unknown:
+        raise ConfigError(f"preset {preset!r}: unknown setting(s) of {key}: {', '.join(unknown)}")
+    settings = {**Language.get_factory_meta("medtext_linker").default_config, **block, **overrides}
+    return EntityLinker(None, key, **settings).linker

@@ -121,10 +121,16 @@ def ner(
 
 @app.command()
 def linking(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Gold linking file: MedProcNER dev_linking_snomedct.jsonl, "
                                           "or the team's linked notes (corpora/icf/*.jsonl)"),
     fmt: str = typer.Option("medprocner", "--format", help="medprocner or medtext"),
     split: Optional[str] = typer.Option(None, help="medtext format: train, dev, test or heldout (default: all notes)"),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="Evaluate the linker of this preset (default, fast, patient, trf, a .cfg file or a "
+                               "saved pipeline folder) as the pipeline builds it: its index, models, examples, "
+                               "classifiers and thresholds. --index may replace its index; the options that set "
+                               "the linker below are for building one yourself and cannot be combined with it"),
     index: Optional[Path] = typer.Option(None, "--index", help="Index folder (default: the embedded default)"),
     bi_encoder: Optional[str] = typer.Option(
         None, help="Dense candidates: 'index' (the model the index was embedded with) or a model "
@@ -169,10 +175,18 @@ def linking(
     bootstrap: int = typer.Option(0, min=0, help="Resample the documents this many times for 95% intervals "
                                                "(e.g. 1000; 0: none)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here"),
+    errors_out: Optional[Path] = typer.Option(
+        None, "--errors", help="Write each wrongly decided mention here, one JSON object per line: id, text, label, "
+                               "gold codes, the error (wrong code, left NIL, should be NIL), what was linked, the "
+                               "gold code's rank and the top 5 candidates. It holds the notes' text: keep it where "
+                               "the notes are kept"),
 ) -> None:
     """Linking accuracy: acc@1/@5/@25 over all coded mentions and over covered ones (gold code in
     the index), top-1 macro-F1 after the NIL threshold, NIL accuracy, mentions/s; with
-    --bootstrap, 95% intervals from resampling the documents."""
+    --bootstrap, 95% intervals from resampling the documents.
+
+    Example: medtext evaluate linking corpora/icf --format medtext --split test --preset trf --errors
+    icf_test_errors.jsonl"""
     from .corpora.linking_data import load_examples, read_medprocner, read_medtext_linking
     from .errors import InputError
     from .evaluate import evaluate_linking
@@ -193,6 +207,16 @@ def linking(
                 _fail(f"{option} takes LABEL=VALUE, e.g. PROBLEM=0.7 (got {item!r})")
         return out
 
+    if preset is not None:
+        setters = ("bi_encoder", "cross_encoder", "dense_weight", "dense_weight_for", "nil_threshold",
+                   "nil_threshold_for", "example_tfidf_for", "substitution_penalty_for", "prior_weight_for",
+                   "rerank_weight", "use_context", "examples", "classifier", "classifier_weight", "classifier_prior")
+        given = ["--" + k.replace("_", "-") for k in setters
+                 # by name: typer carries its own copy of click
+                 if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+        if given:
+            _fail(f"--preset sets the linker as the preset does; drop {', '.join(given)}, or drop --preset and set "
+                  "the linker with the options")
     per_label = label_values(nil_threshold_for, "--nil-threshold-for")
     tfidf = label_values(example_tfidf_for, "--example-tfidf-for")
     dense_by_label = label_values(dense_weight_for, "--dense-weight-for")
@@ -202,30 +226,55 @@ def linking(
         mentions = read_medprocner(data) if fmt == "medprocner" else read_medtext_linking(data, split)
         if not mentions:
             _fail(f"no mentions in {data} (format {fmt}, split {split})")
-        ix = ConceptIndex.load(index or default_index_dir())
-        linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
-                        dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
-                        use_context=use_context, examples=load_examples(examples) if examples else None,
-                        classifier=load_classifier(classifier) if classifier else None,
-                        classifier_weight=classifier_weight, classifier_prior=classifier_prior,
-                        nil_thresholds=per_label or None,
-                        dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
-                        prior_weight=priors, **({"example_tfidf_weight": tfidf} if tfidf else {}))
-        r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap)
+        if preset is not None:
+            from .components.linker import linker_from_preset
+            from .errors import ConfigError
+
+            try:  # top 25: the pool the decisions are made in holds 25 concepts whatever top is
+                linker = linker_from_preset(preset, top=25, **({"index": str(index)} if index else {}))
+            except ConfigError as e:
+                _fail(str(e))
+            ix = linker.index
+        else:
+            ix = ConceptIndex.load(index or default_index_dir())
+            linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
+                            dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
+                            use_context=use_context, examples=load_examples(examples) if examples else None,
+                            classifier=load_classifier(classifier) if classifier else None,
+                            classifier_weight=classifier_weight, classifier_prior=classifier_prior,
+                            nil_thresholds=per_label or None,
+                            dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
+                            prior_weight=priors, **({"example_tfidf_weight": tfidf} if tfidf else {}))
+        mistakes: list | None = [] if errors_out else None
+        r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap,
+                             mistakes=mistakes)
     except (InputError, TerminologyError) as e:
         _fail(str(e))
     r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples or None,
-              "classifier": classifier or None})
-    how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight}" + \
-        "".join(f", {k} {v}" for k, v in dense_by_label.items()) + ")"
-    if cross_encoder:
-        how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
-    if examples:
-        how += f" + examples {' + '.join(examples)} ({r['linker']['examples']})"
-    if priors:
-        how += " + prior " + ", ".join(f"{k} {v}" for k, v in priors.items())
-    if classifier:
-        how += f" + classifier {' x '.join(classifier)} (w={classifier_weight}, prior {classifier_prior})"
+              "classifier": classifier or None, "preset": preset})
+    if preset is not None:  # what the preset set, from the linker itself
+        d = r["linker"]
+        nil_threshold, per_label = linker.nil_threshold, linker.nil_thresholds
+        how = f"preset {preset}: " + ("lexical" if not d["bi_encoder"] else
+                                      f"lexical + dense ({d['bi_encoder']}, w={d['dense_weight']}" + "".join(
+                                          f", {k} {v}" for k, v in (d["dense_weights"] or {}).items()) + ")")
+        if d["cross_encoder"]:
+            how += f" + cross-encoder {d['cross_encoder']} (w={d['rerank_weight']})"
+        if d["examples"]:
+            how += f" + {d['examples']} examples"
+        if d["classifier"]:
+            how += f" + classifier {d['classifier']} (w={d['classifier_weight']}, prior {d['classifier_prior'] or 0})"
+    else:
+        how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight}" + \
+            "".join(f", {k} {v}" for k, v in dense_by_label.items()) + ")"
+        if cross_encoder:
+            how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
+        if examples:
+            how += f" + examples {' + '.join(examples)} ({r['linker']['examples']})"
+        if priors:
+            how += " + prior " + ", ".join(f"{k} {v}" for k, v in priors.items())
+        if classifier:
+            how += f" + classifier {' x '.join(classifier)} (w={classifier_weight}, prior {classifier_prior})"
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
                f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")
@@ -247,6 +296,11 @@ def linking(
         typer.echo(f"95% intervals ({ci['resamples']} resamples of {ci['documents']} documents): " + ", ".join(
             f"{k} {ci[k][0]:.3f}-{ci[k][1]:.3f}" for k in ci if k not in ("resamples", "documents")))
     _write_json(json_out, r)
+    if errors_out:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(errors_out, "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes))
+        typer.echo(f"-> {errors_out} ({len(mistakes)} wrongly decided mention{'' if len(mistakes) == 1 else 's'})")
 
 
 @app.command()

@@ -88,7 +88,8 @@ def evaluate_spans(pairs: Iterable[tuple[list, list]], labels: list[str] | None 
 
 
 def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
-                     system: str | None = None, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+                     system: str | None = None, bootstrap: int = 0, seed: int = 0,
+                     mistakes: list | None = None) -> dict[str, Any]:
     """Score a :class:`medtext.terminologies.linking.Linker` on gold mentions.
 
     - acc@k over coded mentions and over covered ones (a gold code is in the index): a
@@ -102,7 +103,10 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
     - ``bootstrap`` > 0: 95% intervals (percentiles of that many resamples of the documents,
       with replacement: mentions of one note are not independent) for acc@k over covered
       mentions, top-1 macro-F1 and accuracy, and the decided accuracy, under ``ci95``.
-    Candidates beyond the linker's ``top`` are not seen: set its ``top`` to ``max(ks)``."""
+    Candidates beyond the linker's ``top`` are not seen: set its ``top`` to ``max(ks)``.
+
+    ``mistakes``: a list that receives one dict per mention the linker decided wrongly (see
+    :func:`_mistake`), in input order."""
     import time
 
     from medtext.terminologies.linking import Mention
@@ -131,6 +135,8 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
         # the linker's own decision: linked to a gold code, or NIL where no gold code is in the index
         right = (best is not None and best.code in m.codes) or (best is None and not is_cov)
         decided_right += right
+        if mistakes is not None and not right:
+            mistakes.append(_mistake(m, r, is_cov, max(ks)))
         doc = str(getattr(m, "id", "") or len(rows)).rsplit(":", 1)[0]
         if not m.codes:
             nil_gold += 1
@@ -167,6 +173,21 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
     if bootstrap > 0:
         out["ci95"] = _linking_bootstrap(rows, ks, bootstrap, seed)
     return out
+
+
+def _mistake(m, r, covered: bool, k: int) -> dict[str, Any]:
+    """One wrongly decided mention: ``error`` is ``wrong code`` (linked, not to a gold code),
+    ``left NIL`` (a gold code is in the index) or ``should be NIL`` (no gold code in the index, or
+    none at all); ``decision_score`` is the score compared with the NIL threshold; ``gold_rank`` is
+    the first gold code's place among the top ``k`` candidates (1 = first; null when none is there)."""
+    best = r.best
+    ranked = [c.code for c in r.candidates[:k]]
+    rank = next((i + 1 for i, c in enumerate(ranked) if c in m.codes), None)
+    error = "should be NIL" if not covered else ("left NIL" if best is None else "wrong code")
+    return {"id": getattr(m, "id", ""), "text": m.text, "label": m.label, "gold": list(m.codes),
+            "gold_in_index": covered, "error": error, "linked": best.code if best is not None else None,
+            "decision_score": round(r.score, 4), "gold_rank": rank,
+            "candidates": [{"code": c.code, "term": c.term, "score": round(c.score, 4)} for c in r.candidates[:5]]}
 
 
 def _macro(pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -263,6 +263,68 @@ def test_cli_classifier_option(tmp_path, medtext_home):
     assert res.exit_code != 0 and "no mention classifier here" in res.output
 
 
+
+def test_mistakes_name_each_wrong_decision():
+    """evaluate_linking(mistakes=[...]) lists the wrongly decided mentions: linked to another code,
+    left NIL with a gold code in the index, linked where nothing should be."""
+    import pyarrow as pa
+
+    from medtext.corpora.linking_data import LinkingMention
+    from medtext.terminologies.linking import Candidate, LinkResult
+
+    class FakeLinker:
+        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf"] * 3, "code": ["d450", "d455", "d465"]})}})
+
+        def link(self, mentions):
+            out = []
+            for m in mentions:
+                cands = [Candidate("icf", "d450", "Walking", "", 0.9), Candidate("icf", "d455", "Moving around", "", 0.4)]
+                out.append(LinkResult(cands, nil=m.text == "shuffles", score=0.3 if m.text == "shuffles" else 0.9))
+            return out
+
+        def describe(self):
+            return {}
+
+    ms = [LinkingMention("a:0", "walks", ["d450"], "FUNCTION"), LinkingMention("a:9", "runs", ["d455"], "FUNCTION"),
+          LinkingMention("a:20", "shuffles", ["d450"], "FUNCTION"), LinkingMention("b:0", "sings", [], "FUNCTION"),
+          LinkingMention("b:9", "hops", ["d999"], "FUNCTION")]
+    mistakes: list = []
+    r = evaluate_linking(FakeLinker(), ms, mistakes=mistakes)
+    assert [(m["text"], m["error"]) for m in mistakes] == [
+        ("runs", "wrong code"), ("shuffles", "left NIL"), ("sings", "should be NIL"), ("hops", "should be NIL")]
+    runs, shuffles = mistakes[0], mistakes[1]
+    assert runs["linked"] == "d450" and runs["gold_rank"] == 2 and runs["gold"] == ["d455"] and runs["id"] == "a:9"
+    assert [c["code"] for c in runs["candidates"]] == ["d450", "d455"] and runs["decision_score"] == 0.9
+    assert shuffles["linked"] is None and shuffles["gold_rank"] == 1 and mistakes[3]["gold_in_index"] is False
+    assert len(mistakes) == round((1 - r["nil"]["decided_accuracy"]) * len(ms))
+
+
+def test_cli_preset_evaluates_the_pipelines_linker(tmp_path, nlp):
+    """`--preset` evaluates the linker the preset's pipeline builds (not a look-alike made of
+    options); `--errors` writes the wrongly decided mentions; options that set the linker are
+    refused alongside it, and a preset without a linker is a clear error."""
+    from medtext.components.linker import linker_from_preset
+
+    built = nlp.get_pipe("medtext_linker").linker.describe()
+    assert linker_from_preset("default").describe() == built
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "n1", "split": "test", "text":
+                                 "Needs help [putting on socks](FUNCTION|d5402). [Walking](FUNCTION|d455) ok."}) + "\n")
+    out, errs = tmp_path / "r.json", tmp_path / "errors.jsonl"
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--preset", "default",
+                                   "--json", str(out), "--errors", str(errs)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["preset"] == "default" and r["linker"] == built and "preset default: lexical" in res.output
+    assert r["top1"]["accuracy"] == 0.5 and "(1 wrongly decided mention)" in res.output
+    [wrong] = [json.loads(line) for line in errs.read_text().splitlines()]
+    assert (wrong["text"], wrong["gold"], wrong["linked"], wrong["error"]) == ("Walking", ["d455"], "d450", "wrong code")
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--preset", "default",
+                                   "--classifier", "medtext:linker_clf", "--nil-threshold", "0.6"])
+    assert res.exit_code == 2 and "drop --nil-threshold, --classifier" in res.output, res.output
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--preset", "radiology"])
+    assert res.exit_code == 2 and "has no medtext_linker component" in res.output, res.output
+
 def test_benchmark_measures_the_presets_linking_settings():
     """benchmarks/linking.py's `-exs` configurations use the presets' nil_thresholds,
     example_tfidf_weight and (trf) dense weights, so the figures the README quotes for the presets
