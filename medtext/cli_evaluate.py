@@ -291,6 +291,10 @@ def linking(
     typer.echo(f"NIL calibration ({cal['should_be_nil']} mentions should be NIL: no gold code in the index): "
                f"best threshold {cal['best_threshold']:.2f} -> accuracy over all {cal['best_accuracy']:.3f} "
                f"(at {nil_threshold:.2f}: {cal['curve'].get(f'{nil_threshold:.2f}', float('nan')):.3f})")
+    if len(cal["by_label"]) > 1:
+        typer.echo("  by label (for nil_thresholds): " + ", ".join(
+            f"{label} {c['best_threshold']:.2f} ({c['mentions']} mentions, {c['should_be_nil']} should be NIL)"
+            for label, c in cal["by_label"].items()))
     if "ci95" in r:
         ci = r["ci95"]
         typer.echo(f"95% intervals ({ci['resamples']} resamples of {ci['documents']} documents): " + ", ".join(

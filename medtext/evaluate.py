@@ -99,7 +99,8 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
     - NIL: accuracy on gold NIL mentions (codes ``[]``), the share of coded mentions wrongly
       left NIL, and ``decided_accuracy``: over all mentions, the share linked to a gold code or
       left NIL when no gold code is in the index (the linker's own thresholds; the calibration
-      sweeps one threshold for all).
+      sweeps one threshold for all, and one per entity label under ``nil_calibration.by_label``:
+      the values for a linker's ``nil_thresholds``).
     - ``bootstrap`` > 0: 95% intervals (percentiles of that many resamples of the documents,
       with replacement: mentions of one note are not independent) for acc@k over covered
       mentions, top-1 macro-F1 and accuracy, and the decided accuracy, under ``ci95``.
@@ -119,6 +120,7 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
     n = covered = nil_gold = nil_right = wrongly_nil = decided_right = 0
     top1: list[tuple[str, str]] = []  # (gold, predicted or "NIL") for single-code mentions
     sweep: list[tuple[float, bool, bool]] = []  # (top-1 score, top-1 right, should be NIL)
+    sweep_label: list[str] = []  # each sweep entry's entity label
     t = time.perf_counter()
     results = []
     for s in range(0, len(mentions), batch_size):
@@ -132,6 +134,7 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
         first = r.candidates[0] if r.candidates else None
         is_cov = any(c in in_index for c in m.codes)
         sweep.append((first.score if first else -1.0, bool(first and first.code in m.codes), not is_cov))
+        sweep_label.append(m.label)
         # the linker's own decision: linked to a gold code, or NIL where no gold code is in the index
         right = (best is not None and best.code in m.codes) or (best is None and not is_cov)
         decided_right += right
@@ -167,7 +170,10 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
            "nil": {"gold_nil": nil_gold, "nil_accuracy": round(nil_right / nil_gold, 4) if nil_gold else None,
                    "coded_left_nil": round(wrongly_nil / max(n, 1), 4),
                    "decided_accuracy": round(decided_right / max(len(mentions), 1), 4)},
-           "nil_calibration": nil_calibration(sweep),
+           "nil_calibration": dict(nil_calibration(sweep), by_label={
+               label: {k: v for k, v in nil_calibration([e for e, x in zip(sweep, sweep_label) if x == label]).items()
+                       if k != "curve"} | {"mentions": sweep_label.count(label)}
+               for label in sorted(set(sweep_label))}),
            "linker": linker.describe(),
            "mentions_per_s": round(len(mentions) / seconds, 1) if seconds else None}
     if bootstrap > 0:

@@ -299,6 +299,37 @@ def test_mistakes_name_each_wrong_decision():
     assert len(mistakes) == round((1 - r["nil"]["decided_accuracy"]) * len(ms))
 
 
+
+def test_nil_calibration_by_label():
+    """One threshold cannot serve labels whose scores sit on different scales; the sweep per
+    label finds each its own (what nil_thresholds takes)."""
+    import pyarrow as pa
+
+    from medtext.corpora.linking_data import LinkingMention
+    from medtext.terminologies.linking import Candidate, LinkResult
+
+    score = {"walks": 0.4, "asthma": 0.9, "zebra fever": 0.6}
+
+    class FakeLinker:
+        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf", "snomed"], "code": ["d450", "195967001"]})}})
+
+        def link(self, mentions):
+            code = {"walks": "d450", "asthma": "195967001", "zebra fever": "195967001"}
+            return [LinkResult([Candidate("x", code[m.text], m.text, "", score[m.text])], nil=False,
+                               score=score[m.text]) for m in mentions]
+
+        def describe(self):
+            return {}
+
+    ms = [LinkingMention("a:0", "walks", ["d450"], "FUNCTION"), LinkingMention("a:9", "asthma", ["195967001"], "PROBLEM"),
+          LinkingMention("a:20", "zebra fever", [], "PROBLEM")]
+    cal = evaluate_linking(FakeLinker(), ms)["nil_calibration"]
+    assert cal["best_accuracy"] == round(2 / 3, 4)  # no single threshold gets all three
+    by = cal["by_label"]
+    assert by["FUNCTION"]["best_threshold"] == 0.4 and by["FUNCTION"]["best_accuracy"] == 1.0
+    assert by["PROBLEM"]["best_threshold"] == 0.65 and by["PROBLEM"]["best_accuracy"] == 1.0
+    assert (by["PROBLEM"]["mentions"], by["PROBLEM"]["should_be_nil"]) == (2, 1)
+
 def test_cli_preset_evaluates_the_pipelines_linker(tmp_path, nlp):
     """`--preset` evaluates the linker the preset's pipeline builds (not a look-alike made of
     options); `--errors` writes the wrongly decided mentions; options that set the linker are
