@@ -164,6 +164,23 @@ def index_name_examples(index, systems: set[str]) -> list[tuple[str, str, str]]:
     return sorted(out, key=lambda r: (r[1], r[2], r[0]))
 
 
+
+def index_class_names(index, classes) -> dict[tuple[str, str], list[str]]:
+    """Each ``(system, code)`` of ``classes`` that the terminology ``index`` knows -> its names:
+    the synonyms in the index's order, the preferred term first when it is not among them
+    (``medtext train linker-clf --finetune --head-init names``)."""
+    want = set(classes)
+    out: dict[tuple[str, str], list[str]] = {}
+    syn = index.tables["synonyms"]
+    for s, c, t in zip(*(syn.column(n).to_pylist() for n in ("system", "code", "term"))):
+        if (s, c) in want and t:
+            out.setdefault((s, c), []).append(t)
+    con = index.tables["concepts"]
+    for s, c, t in zip(*(con.column(n).to_pylist() for n in ("system", "code", "term"))):
+        if (s, c) in want and t and t not in out.get((s, c), ()):
+            out.setdefault((s, c), []).insert(0, t)
+    return out
+
 def icf_codes() -> dict[str, str]:
     """ICF code -> label, from the ICF tables the default terminology is built from."""
     import csv

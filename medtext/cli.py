@@ -415,6 +415,11 @@ def train_linker_clf_cmd(
     augment: float = typer.Option(0.0, min=0.0, max=1.0, help="With --finetune: the probability that a mention "
                                   "is rewritten in an epoch (digits, side, level of assistance and pronouns "
                                   "changed; same training time)"),
+    head_init: Optional[str] = typer.Option(
+        None, "--head-init", help="With --finetune: how the linear layer starts: names (the default: each "
+                                  "category's row from the base encoder's embeddings of its names in the default "
+                                  "index, a zero-shot name matcher to start from; ICF two-fold macro-F1 0.648 -> "
+                                  "0.689) or random (PyTorch's draw, as before 2026-12-05)"),
     names: bool = typer.Option(False, "--names", help="Also learn the default index's names (preferred "
                                "terms and synonyms) of every concept of the examples' systems, so "
                                "categories without examples become classes (for small systems such as ICF)"),
@@ -433,6 +438,12 @@ def train_linker_clf_cmd(
     from .terminologies.index import TerminologyError
     from .terminologies.mention_classifier import MentionClassifier
 
+    if head_init is not None and not finetune:
+        _fail("--head-init is for --finetune (the n-gram classifier has no encoder to embed the names with)",
+              EXIT_USAGE)
+    head_init = head_init or "names"
+    if head_init not in ("random", "names"):
+        _fail(f"--head-init is names or random, not {head_init!r}", EXIT_USAGE)
     try:
         rows = load_examples(examples)
     except InputError as e:
@@ -450,6 +461,17 @@ def train_linker_clf_cmd(
         rows, n_names = rows + extra, len(extra)
     if finetune:
         target = out or models_dir() / "linker_clf_ft"
+        class_names = None
+        if head_init == "names":
+            from .corpora.linking_data import index_class_names
+            from .terminologies.default import default_index_dir
+            from .terminologies.index import ConceptIndex
+
+            try:
+                class_names = index_class_names(ConceptIndex.load(default_index_dir()), {(s, c) for _, s, c in rows})
+            except TerminologyError as e:
+                _fail(f"{e} (the category names for --head-init names come from it; --head-init random needs "
+                      "no index)", EXIT_USAGE)
         try:
             from .terminologies.finetuned_classifier import FinetunedClassifier
 
@@ -458,7 +480,7 @@ def train_linker_clf_cmd(
                 clf = FinetunedClassifier.train(
                     rows, base=encoder or "all-MiniLM-L6-v2", epochs=epochs, learn_rate=learn_rate,
                     batch_size=batch_size, seed=seed, seeds=seeds, augment=augment, device=device,
-                    progress=lambda step, total, loss: bar.update(task, completed=step, total=total,
+                    class_names=class_names, progress=lambda step, total, loss: bar.update(task, completed=step, total=total,
                                                                   description=f"loss {loss:.3f}"))
         except ImportError as e:
             _fail(f"--finetune needs the transformer stack ({e}): pip install 'medtext[trf]'", EXIT_USAGE)
@@ -468,7 +490,8 @@ def train_linker_clf_cmd(
         clf.meta["index_names"] = n_names
         clf.save(target)
         typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
-            "examples", "index_names", "classes", "base", "epochs", "seeds", "augment", "train_loss", "train_accuracy",
+            "examples", "index_names", "classes", "base", "epochs", "seeds", "augment", "head_init", "named_classes",
+            "train_loss", "train_accuracy",
             "train_seconds")}}, indent=2))
         return
     target = out or models_dir() / ("linker_clf_trf" if encoder else "linker_clf")

@@ -370,6 +370,53 @@ def test_augment_mention_keeps_the_category_words(finetuned):
         FinetunedClassifier.train(TRAIN, augment=1.5)
 
 
+
+def test_finetuned_head_from_the_names(finetuned, tmp_path, medtext_home, monkeypatch):
+    """class_names: before any step each named class's head row is the normalised mean of the base
+    encoder's embeddings of its names (bias 0), an unnamed class keeps PyTorch's draw for the seed;
+    trained from there it learns the categories; the CLI reads the names from the default index."""
+    from sentence_transformers import SentenceTransformer
+    from typer.testing import CliRunner
+
+    from medtext.cli import app
+    from medtext.terminologies.embeddings import resolve_model
+    from medtext.terminologies.finetuned_classifier import FinetunedClassifier, _fit_member
+
+    one, _ = finetuned
+    names = {("icf", "d4500"): ["Walking short distances", "walking"], ("icf", "d5402"): ["Putting on footwear"]}
+    ci = {c: i for i, c in enumerate(one.classes)}
+    rows = [(t, (s, c)) for t, s, c in TRAIN]
+    path, _ = resolve_model("all-MiniLM-L6-v2")
+    start = {}
+    for key, head_names in (("names", [names.get(c) for c in one.classes]), ("random", None)):
+        start[key] = _fit_member(rows, ci, path, epochs=0, steps=1, learn_rate=1e-4, batch_size=4, scale=20.0,
+                                 max_length=48, seed=0, augment=0.0, device=None, progress=None,
+                                 head_names=head_names)[1:3]
+    base = SentenceTransformer(path, device="cpu")
+    (w, b), (w0, _) = start["names"], start["random"]
+    for c, ns in names.items():
+        v = base.encode(ns, normalize_embeddings=True).mean(axis=0)
+        assert numpy.abs(w[ci[c]] - v / numpy.linalg.norm(v)).max() < 1e-5
+    assert not b.any() and numpy.array_equal(w[ci[("icf", "d4104")]], w0[ci[("icf", "d4104")]])
+    clf = FinetunedClassifier.train(TRAIN, epochs=6, batch_size=4, learn_rate=1e-4, seed=0, class_names=names)
+    assert (clf.meta["head_init"], clf.meta["named_classes"]) == ("names", 2) and one.meta["head_init"] == "random"
+    assert numpy.abs(clf.weight - one.weight).max() > 1e-3
+    p = clf.predict_proba(["amb 80 ft FWW, SBA", "LB dressing w/ sock aid", "got up out of the armchair"])
+    assert [clf.classes[i][1] for i in p.argmax(axis=1)] == ["d4500", "d5402", "d4104"]
+    f = tmp_path / "ex.jsonl"
+    f.write_text("".join(json.dumps({"text": t, "system": s, "code": c}) + "\n" for t, s, c in TRAIN))
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--finetune", "--examples", str(f), "--out",
+                                   str(tmp_path / "ft"), "--epochs", "1", "--head-init", "names"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert (report["head_init"], report["named_classes"]) == ("names", 3)  # the default index names all three
+    for extra in (["--head-init", "names"], ["--finetune", "--head-init", "zeros"]):
+        res = CliRunner().invoke(app, ["train", "linker-clf", "--examples", str(f), "--out", str(tmp_path / "x"), *extra])
+        assert res.exit_code == 2 and "--head-init" in res.output, res.output
+    monkeypatch.setenv("MEDTEXT_HOME", str(tmp_path / "empty_home"))  # no index: names is the default, so say so
+    res = CliRunner().invoke(app, ["train", "linker-clf", "--finetune", "--examples", str(f), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "no terminology index" in res.output and "--head-init random" in res.output
+
 def test_train_linker_clf_finetune_command(tmp_path):
     pytest.importorskip("sentence_transformers")
     from typer.testing import CliRunner
