@@ -221,8 +221,8 @@ def linker_from_preset(preset: str, **overrides):
         raise ConfigError(f"preset {preset!r} has no medtext_linker component")
     key, block = blocks[0]
     block.pop("factory")
-    unknown = sorted(set(block) - set(Language.get_factory_meta("medtext_linker").default_config))
+    defaults = Language.get_factory_meta("medtext_linker").default_config
+    unknown = sorted(set(block) - set(defaults))
     if unknown:
         raise ConfigError(f"preset {preset!r}: unknown setting(s) of {key}: {', '.join(unknown)}")
-    settings = {**Language.get_factory_meta("medtext_linker").default_config, **block, **overrides}
-    return EntityLinker(None, key, **settings).linker
+    return EntityLinker(None, key, **{**defaults, **block, **overrides}).linker

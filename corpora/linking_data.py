@@ -164,7 +164,6 @@ def index_name_examples(index, systems: set[str]) -> list[tuple[str, str, str]]:
     return sorted(out, key=lambda r: (r[1], r[2], r[0]))
 
 
-
 def index_class_names(index, classes) -> dict[tuple[str, str], list[str]]:
     """Each ``(system, code)`` of ``classes`` that the terminology ``index`` knows -> its names:
     the synonyms in the index's order, the preferred term first when it is not among them
@@ -180,6 +179,7 @@ def index_class_names(index, classes) -> dict[tuple[str, str], list[str]]:
         if (s, c) in want and t and t not in out.get((s, c), ()):
             out.setdefault((s, c), []).insert(0, t)
     return out
+
 
 def icf_codes() -> dict[str, str]:
     """ICF code -> label, from the ICF tables the default terminology is built from."""

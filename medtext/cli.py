@@ -480,7 +480,8 @@ def train_linker_clf_cmd(
                 clf = FinetunedClassifier.train(
                     rows, base=encoder or "all-MiniLM-L6-v2", epochs=epochs, learn_rate=learn_rate,
                     batch_size=batch_size, seed=seed, seeds=seeds, augment=augment, device=device,
-                    class_names=class_names, progress=lambda step, total, loss: bar.update(task, completed=step, total=total,
+                    class_names=class_names,
+                    progress=lambda step, total, loss: bar.update(task, completed=step, total=total,
                                                                   description=f"loss {loss:.3f}"))
         except ImportError as e:
             _fail(f"--finetune needs the transformer stack ({e}): pip install 'medtext[trf]'", EXIT_USAGE)
@@ -491,8 +492,7 @@ def train_linker_clf_cmd(
         clf.save(target)
         typer.echo(json.dumps({"path": str(target), **{k: clf.meta[k] for k in (
             "examples", "index_names", "classes", "base", "epochs", "seeds", "augment", "head_init", "named_classes",
-            "train_loss", "train_accuracy",
-            "train_seconds")}}, indent=2))
+            "train_loss", "train_accuracy", "train_seconds")}}, indent=2))
         return
     target = out or models_dir() / ("linker_clf_trf" if encoder else "linker_clf")
     with Progress(transient=True) as bar:
