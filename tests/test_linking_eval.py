@@ -338,6 +338,11 @@ def test_cli_preset_evaluates_the_pipelines_linker(tmp_path, nlp):
 
     built = nlp.get_pipe("medtext_linker").linker.describe()
     assert linker_from_preset("default").describe() == built
+    cfg = tmp_path / "mine.cfg"  # a .cfg file and a saved pipeline folder give the same linker
+    cfg.write_text((Path(__file__).resolve().parents[1] / "configs" / "default.cfg").read_text())
+    assert linker_from_preset(str(cfg)).describe() == built
+    nlp.to_disk(tmp_path / "saved")
+    assert linker_from_preset(str(tmp_path / "saved")).describe() == built
     notes = tmp_path / "n.jsonl"
     notes.write_text(json.dumps({"id": "n1", "split": "test", "text":
                                  "Needs help [putting on socks](FUNCTION|d5402). [Walking](FUNCTION|d455) ok."}) + "\n")
