@@ -252,29 +252,9 @@ def linking(
         _fail(str(e))
     r.update({"data": str(data), "format": fmt, "split": split, "index": str(ix.path), "examples": examples or None,
               "classifier": classifier or None, "preset": preset})
-    if preset is not None:  # what the preset set, from the linker itself
-        d = r["linker"]
-        nil_threshold, per_label = linker.nil_threshold, linker.nil_thresholds
-        how = f"preset {preset}: " + ("lexical" if not d["bi_encoder"] else
-                                      f"lexical + dense ({d['bi_encoder']}, w={d['dense_weight']}" + "".join(
-                                          f", {k} {v}" for k, v in (d["dense_weights"] or {}).items()) + ")")
-        if d["cross_encoder"]:
-            how += f" + cross-encoder {d['cross_encoder']} (w={d['rerank_weight']})"
-        if d["examples"]:
-            how += f" + {d['examples']} examples"
-        if d["classifier"]:
-            how += f" + classifier {d['classifier']} (w={d['classifier_weight']}, prior {d['classifier_prior'] or 0})"
-    else:
-        how = "lexical" if not bi_encoder else f"lexical + dense ({r['linker']['bi_encoder']}, w={dense_weight}" + \
-            "".join(f", {k} {v}" for k, v in dense_by_label.items()) + ")"
-        if cross_encoder:
-            how += f" + cross-encoder {cross_encoder} (w={rerank_weight})"
-        if examples:
-            how += f" + examples {' + '.join(examples)} ({r['linker']['examples']})"
-        if priors:
-            how += " + prior " + ", ".join(f"{k} {v}" for k, v in priors.items())
-        if classifier:
-            how += f" + classifier {' x '.join(classifier)} (w={classifier_weight}, prior {classifier_prior})"
+    # what the linker was built with, from the linker itself (a preset's settings or the options)
+    nil_threshold, per_label = linker.nil_threshold, linker.nil_thresholds
+    how = (f"preset {preset}: " if preset is not None else "") + _linker_summary(r["linker"], examples, classifier)
     typer.echo(f"{r['mentions']} coded mentions; coverage {r['coverage']:.1%} ({r['covered']} with a gold code "
                f"in the index); {how}; {r['mentions_per_s']} mentions/s")
     typer.echo(f"{'':<10} {'@1':>6} {'@5':>6} {'@25':>6}")
@@ -305,6 +285,26 @@ def linking(
 
         atomic_write_text(errors_out, "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes))
         typer.echo(f"-> {errors_out} ({len(mistakes)} wrongly decided mention{'' if len(mistakes) == 1 else 's'})")
+
+
+def _linker_summary(d: dict, examples: list[str] | None, classifier: list[str] | None) -> str:
+    """One line on how a linker ranks, from its ``describe()``; the example and classifier specs
+    name those parts when the options gave them."""
+    how = "lexical" if not d["bi_encoder"] else f"lexical + dense ({d['bi_encoder']}, w={d['dense_weight']}" + \
+        "".join(f", {k} {v}" for k, v in (d["dense_weights"] or {}).items()) + ")"
+    if d["cross_encoder"]:
+        how += f" + cross-encoder {d['cross_encoder']} (w={d['rerank_weight']})"
+    if examples:
+        how += f" + examples {' + '.join(examples)} ({d['examples']})"
+    elif d["examples"]:
+        how += f" + {d['examples']} examples"
+    prior = d["prior_weight"]  # a number for every label or a map from label to weight
+    if prior:
+        how += " + prior " + (", ".join(f"{k} {v}" for k, v in prior.items()) if isinstance(prior, dict) else str(prior))
+    if d["classifier"]:
+        how += (f" + classifier {' x '.join(classifier) if classifier else d['classifier']} "
+                f"(w={d['classifier_weight']}, prior {d['classifier_prior'] or 0.0})")
+    return how
 
 
 @app.command()
