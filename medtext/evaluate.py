@@ -133,7 +133,9 @@ def evaluate_linking(linker, mentions, *, ks=(1, 5, 25), batch_size: int = 256,
         pred = best.code if best is not None else "NIL"
         first = r.candidates[0] if r.candidates else None
         is_cov = any(c in in_index for c in m.codes)
-        sweep.append((first.score if first else -1.0, bool(first and first.code in m.codes), not is_cov))
+        # the score the linker decides NIL on (LinkResult.score: the top-1's, or the best before a
+        # classifier's mix when higher), so the curve at the linker's threshold is its decided accuracy
+        sweep.append((r.score if first else -1.0, bool(first and first.code in m.codes), not is_cov))
         sweep_label.append(m.label)
         # the linker's own decision: linked to a gold code, or NIL where no gold code is in the index
         right = (best is not None and best.code in m.codes) or (best is None and not is_cov)
@@ -240,8 +242,9 @@ def _linking_bootstrap(rows, ks, times: int, seed: int) -> dict[str, Any]:
 
 def nil_calibration(sweep: list[tuple[float, bool, bool]]) -> dict[str, Any]:
     """Accuracy over all mentions for NIL thresholds 0.00..1.00: a mention is right when its
-    top-1 is a gold code and scores at least the threshold, or when it should be NIL (no gold
-    code, or none of its gold codes is in the index) and its top-1 scores below it."""
+    top-1 is a gold code and its decision score (what the linker compares with its threshold) is at
+    least the threshold, or when it should be NIL (no gold code, or none of its gold codes is in
+    the index) and that score is below it. ``sweep``: (decision score, top-1 right, should be NIL)."""
     curve = {}
     for t in [i / 20 for i in range(21)]:
         right = sum((ok and score >= t) or (nil and score < t) for score, ok, nil in sweep)

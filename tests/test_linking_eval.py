@@ -330,6 +330,31 @@ def test_nil_calibration_by_label():
     assert by["PROBLEM"]["best_threshold"] == 0.65 and by["PROBLEM"]["best_accuracy"] == 1.0
     assert (by["PROBLEM"]["mentions"], by["PROBLEM"]["should_be_nil"]) == (2, 1)
 
+
+def test_nil_calibration_sweeps_the_score_the_linker_decides_on():
+    """With a classifier mixed in, the linker decides NIL on the best score before or after the
+    mix (LinkResult.score), not on the mixed top-1 score: the curve at the linker's threshold must
+    be its decided accuracy."""
+    import pyarrow as pa
+
+    from medtext.corpora.linking_data import LinkingMention
+    from medtext.terminologies.linking import Candidate, LinkResult
+
+    class FakeLinker:  # top-1 mixed down to 0.3, decided on 0.8 (its score before the mix)
+        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf"], "code": ["d450"]})}})
+
+        def link(self, mentions):
+            return [LinkResult([Candidate("icf", "d450", "Walking", "", 0.3)], nil=False, score=0.8)
+                    for _ in mentions]
+
+        def describe(self):
+            return {}
+
+    r = evaluate_linking(FakeLinker(), [LinkingMention("a:0", "walks", ["d450"], "FUNCTION")])
+    assert r["nil"]["decided_accuracy"] == 1.0
+    cal = r["nil_calibration"]
+    assert cal["curve"]["0.50"] == 1.0 and cal["curve"]["0.75"] == 1.0 and cal["curve"]["0.85"] == 0.0
+
 def test_cli_preset_evaluates_the_pipelines_linker(tmp_path, nlp):
     """`--preset` evaluates the linker the preset's pipeline builds (not a look-alike made of
     options); `--errors` writes the wrongly decided mentions; options that set the linker are
