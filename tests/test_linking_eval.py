@@ -15,6 +15,16 @@ from medtext.terminologies.index import ConceptIndex
 from medtext.terminologies.linking import Linker
 
 
+def _fake_linker(concepts: list[tuple[str, str]], link):
+    """A stand-in for a Linker in evaluate_linking: an index holding ``concepts`` ((system, code)
+    pairs) and ``link`` (mentions -> LinkResults)."""
+    import pyarrow as pa
+
+    table = pa.table({"system": [s for s, _ in concepts], "code": [c for _, c in concepts]})
+    return type("FakeLinker", (), {"index": type("Ix", (), {"tables": {"concepts": table}}),
+                                   "link": staticmethod(link), "describe": staticmethod(dict)})()
+
+
 def _rows(tmp_path: Path) -> Path:
     rows = [
         {"filename": "d1", "label": "PROCEDIMIENTO", "start": 0, "end": 5, "text": "ecocardiografía",
@@ -43,32 +53,25 @@ def test_reader_and_scores(tmp_path, medtext_home):
 def test_bootstrap_resamples_documents_not_mentions():
     """Two notes alike (one right, one wrong mention each): resampling notes cannot move the
     figures, resampling mentions would."""
-    import pyarrow as pa
-
     from medtext.corpora.linking_data import LinkingMention
     from medtext.terminologies.linking import Candidate, LinkResult
 
-    class FakeLinker:
-        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf"] * 3, "code": ["d450", "d455", "d465"]})}})
+    def link(mentions):
+        code = {"walks": "d450", "runs": "d465"}
+        return [LinkResult([Candidate("icf", code[m.text], m.text, "", 0.9)], nil=False) for m in mentions]
 
-        def link(self, mentions):
-            code = {"walks": "d450", "runs": "d465"}
-            return [LinkResult([Candidate("icf", code[m.text], m.text, "", 0.9)], nil=False) for m in mentions]
-
-        def describe(self):
-            return {}
-
+    linker = _fake_linker([("icf", "d450"), ("icf", "d455"), ("icf", "d465")], link)
     ms = [LinkingMention(f"{note}:{start}", text, [gold], "FUNCTION")
           for note in ("a", "b") for start, text, gold in ((0, "walks", "d450"), (9, "runs", "d455"))]
-    r = evaluate_linking(FakeLinker(), ms, bootstrap=200)
+    r = evaluate_linking(linker, ms, bootstrap=200)
     ci = r["ci95"]
     assert r["acc_covered"]["@1"] == 0.5 and ci["documents"] == 2 and ci["resamples"] == 200
     assert ci["acc_covered@1"] == [0.5, 0.5] and ci["decided_accuracy"] == [0.5, 0.5]
     assert ci["top1_macro_f1"] == [r["top1"]["macro_f1"]] * 2
     one_each = [LinkingMention(f"{m.id.replace(':', '')}:0", m.text, m.codes, m.label) for m in ms]
-    lo, hi = evaluate_linking(FakeLinker(), one_each, bootstrap=200)["ci95"]["acc_covered@1"]
+    lo, hi = evaluate_linking(linker, one_each, bootstrap=200)["ci95"]["acc_covered@1"]
     assert lo < 0.5 < hi  # a note per mention: the figure moves with the resample
-    assert "ci95" not in evaluate_linking(FakeLinker(), ms)
+    assert "ci95" not in evaluate_linking(linker, ms)
 
 
 def test_cli(tmp_path, medtext_home):
@@ -267,29 +270,21 @@ def test_cli_classifier_option(tmp_path, medtext_home):
 def test_mistakes_name_each_wrong_decision():
     """evaluate_linking(mistakes=[...]) lists the wrongly decided mentions: linked to another code,
     left NIL with a gold code in the index, linked where nothing should be."""
-    import pyarrow as pa
-
     from medtext.corpora.linking_data import LinkingMention
     from medtext.terminologies.linking import Candidate, LinkResult
 
-    class FakeLinker:
-        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf"] * 3, "code": ["d450", "d455", "d465"]})}})
-
-        def link(self, mentions):
-            out = []
-            for m in mentions:
-                cands = [Candidate("icf", "d450", "Walking", "", 0.9), Candidate("icf", "d455", "Moving around", "", 0.4)]
-                out.append(LinkResult(cands, nil=m.text == "shuffles", score=0.3 if m.text == "shuffles" else 0.9))
-            return out
-
-        def describe(self):
-            return {}
+    def link(mentions):
+        out = []
+        for m in mentions:
+            cands = [Candidate("icf", "d450", "Walking", "", 0.9), Candidate("icf", "d455", "Moving around", "", 0.4)]
+            out.append(LinkResult(cands, nil=m.text == "shuffles", score=0.3 if m.text == "shuffles" else 0.9))
+        return out
 
     ms = [LinkingMention("a:0", "walks", ["d450"], "FUNCTION"), LinkingMention("a:9", "runs", ["d455"], "FUNCTION"),
           LinkingMention("a:20", "shuffles", ["d450"], "FUNCTION"), LinkingMention("b:0", "sings", [], "FUNCTION"),
           LinkingMention("b:9", "hops", ["d999"], "FUNCTION")]
     mistakes: list = []
-    r = evaluate_linking(FakeLinker(), ms, mistakes=mistakes)
+    r = evaluate_linking(_fake_linker([("icf", "d450"), ("icf", "d455"), ("icf", "d465")], link), ms, mistakes=mistakes)
     assert [(m["text"], m["error"]) for m in mistakes] == [
         ("runs", "wrong code"), ("shuffles", "left NIL"), ("sings", "should be NIL"), ("hops", "should be NIL")]
     runs, shuffles = mistakes[0], mistakes[1]
@@ -303,27 +298,19 @@ def test_mistakes_name_each_wrong_decision():
 def test_nil_calibration_by_label():
     """One threshold cannot serve labels whose scores sit on different scales; the sweep per
     label finds each its own (what nil_thresholds takes)."""
-    import pyarrow as pa
-
     from medtext.corpora.linking_data import LinkingMention
     from medtext.terminologies.linking import Candidate, LinkResult
 
     score = {"walks": 0.4, "asthma": 0.9, "zebra fever": 0.6}
 
-    class FakeLinker:
-        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf", "snomed"], "code": ["d450", "195967001"]})}})
-
-        def link(self, mentions):
-            code = {"walks": "d450", "asthma": "195967001", "zebra fever": "195967001"}
-            return [LinkResult([Candidate("x", code[m.text], m.text, "", score[m.text])], nil=False,
-                               score=score[m.text]) for m in mentions]
-
-        def describe(self):
-            return {}
+    def link(mentions):
+        code = {"walks": "d450", "asthma": "195967001", "zebra fever": "195967001"}
+        return [LinkResult([Candidate("x", code[m.text], m.text, "", score[m.text])], nil=False,
+                           score=score[m.text]) for m in mentions]
 
     ms = [LinkingMention("a:0", "walks", ["d450"], "FUNCTION"), LinkingMention("a:9", "asthma", ["195967001"], "PROBLEM"),
           LinkingMention("a:20", "zebra fever", [], "PROBLEM")]
-    cal = evaluate_linking(FakeLinker(), ms)["nil_calibration"]
+    cal = evaluate_linking(_fake_linker([("icf", "d450"), ("snomed", "195967001")], link), ms)["nil_calibration"]
     assert cal["best_accuracy"] == round(2 / 3, 4)  # no single threshold gets all three
     by = cal["by_label"]
     assert by["FUNCTION"]["best_threshold"] == 0.4 and by["FUNCTION"]["best_accuracy"] == 1.0
@@ -335,22 +322,13 @@ def test_nil_calibration_sweeps_the_score_the_linker_decides_on():
     """With a classifier mixed in, the linker decides NIL on the best score before or after the
     mix (LinkResult.score), not on the mixed top-1 score: the curve at the linker's threshold must
     be its decided accuracy."""
-    import pyarrow as pa
-
     from medtext.corpora.linking_data import LinkingMention
     from medtext.terminologies.linking import Candidate, LinkResult
 
-    class FakeLinker:  # top-1 mixed down to 0.3, decided on 0.8 (its score before the mix)
-        index = type("Ix", (), {"tables": {"concepts": pa.table({"system": ["icf"], "code": ["d450"]})}})
+    def link(mentions):  # top-1 mixed down to 0.3, decided on 0.8 (its score before the mix)
+        return [LinkResult([Candidate("icf", "d450", "Walking", "", 0.3)], nil=False, score=0.8) for _ in mentions]
 
-        def link(self, mentions):
-            return [LinkResult([Candidate("icf", "d450", "Walking", "", 0.3)], nil=False, score=0.8)
-                    for _ in mentions]
-
-        def describe(self):
-            return {}
-
-    r = evaluate_linking(FakeLinker(), [LinkingMention("a:0", "walks", ["d450"], "FUNCTION")])
+    r = evaluate_linking(_fake_linker([("icf", "d450")], link), [LinkingMention("a:0", "walks", ["d450"], "FUNCTION")])
     assert r["nil"]["decided_accuracy"] == 1.0
     cal = r["nil_calibration"]
     assert cal["curve"]["0.50"] == 1.0 and cal["curve"]["0.75"] == 1.0 and cal["curve"]["0.85"] == 0.0
