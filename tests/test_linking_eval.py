@@ -87,6 +87,19 @@ def test_cli(tmp_path, medtext_home):
     assert res.exit_code == 2 and "not a MedProcNER linking row" in res.output
 
 
+def test_gold_files_missing_or_not_text_are_clear_errors(tmp_path):
+    """A missing path or a file that is not UTF-8 text is an error naming the file, for either
+    format, not a traceback."""
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00\x01binary")
+    for path, fmt, says in ((tmp_path / "nowhere.jsonl", "medprocner", "not found"),
+                            (tmp_path / "no_folder", "medtext", "not found"),
+                            (binary, "medprocner", "not UTF-8 text"), (binary, "medtext", "not UTF-8 text")):
+        res = CliRunner().invoke(app, ["evaluate", "linking", str(path), "--format", fmt])
+        assert res.exit_code == 2 and says in res.output and path.name in res.output, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
 def test_icf_gold_set_is_valid():
     from medtext.corpora.linking_data import ICF_DIR, check_linked_notes, read_medtext_linking
 
