@@ -247,6 +247,55 @@ def link(
                        f"{num(c['rerank'])}  {c['display']}{via}")
 
 
+@app.command("map")
+def map_cmd(
+    terms: Path = typer.Argument(..., help="The terms: a .csv or .tsv with a header row, or a .txt file with one "
+                                           "term per line"),
+    output: Path = typer.Option(..., "--output", "-o", help="The table to write (.csv or .tsv): every input row, "
+                                                           "in order, with the medtext_* columns added"),
+    label: Optional[str] = typer.Option(None, "--label", "-l", help="Entity label of every term: PROBLEM, TEST, "
+                                        "TREATMENT, PROCEDURE, DRUG, ANATOMY or FUNCTION"),
+    label_column: Optional[str] = typer.Option(None, help="Column holding each row's label (instead of --label)"),
+    column: str = typer.Option("term", help="Column holding the terms"),
+    preset: str = typer.Option("default", help="Preset, .cfg file or saved pipeline folder whose linker is used"),
+    index: Optional[Path] = typer.Option(None, "--index", help="Use this index folder instead of the preset's"),
+    k: int = typer.Option(3, "-k", min=1, max=25, help="Candidates listed per row for review"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar"),
+) -> None:
+    """Code a list of terms (a problem list, lab test names, a procedure catalogue): each row gets
+    the code the linker decides, its name, the score it was decided on, a status (linked, nil,
+    empty, error) and the top candidates for review. Each distinct term is linked once."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .errors import InputError, OutputError
+    from .term_map import map_terms
+
+    if (label is None) == (label_column is None):
+        _fail("give --label (one label for every term) or --label-column (a label per row)", EXIT_USAGE)
+    linker = _preset_linker(preset, index)
+    if label is not None and label not in linker.routes:
+        _fail(f"this linker has no route for label {label!r}; it links {', '.join(sorted(linker.routes))}", EXIT_USAGE)
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]linking"), BarColumn(), TextColumn("{task.completed}/{task.total} terms"),
+                   TimeElapsedColumn(), console=console, disable=quiet, transient=True)
+    try:
+        with bar:
+            task = bar.add_task("linking", total=None)
+            summary = map_terms(linker, terms, output, column=column, label=label, label_column=label_column, k=k,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except InputError as e:
+        _fail(str(e), EXIT_USAGE)
+    except (OutputError, OSError) as e:
+        _fail(str(e), EXIT_OUTPUT)
+    counts = ", ".join(f"{st} {summary.by_status.get(st, 0):,}" for st in ("linked", "nil", "empty", "error"))
+    rate = f", {summary.distinct / summary.seconds:.0f} terms/s" if summary.seconds > 0 and summary.distinct else ""
+    typer.echo(f"{summary.rows:,} rows ({summary.distinct:,} distinct terms) in {summary.seconds:.1f} s{rate}: "
+               f"{counts} -> {output}", err=True)
+    if summary.by_status.get("error"):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 def _preset_linker(preset: str, index: Optional[Path]):
     """The ``medtext_linker`` of ``preset`` alone (a blank pipeline with the preset's linker settings;
     a saved pipeline folder is loaded whole), its index replaced by ``index`` when given."""
