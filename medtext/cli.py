@@ -249,10 +249,11 @@ def link(
 
 @app.command("map")
 def map_cmd(
-    terms: Path = typer.Argument(..., help="The terms: a .csv or .tsv with a header row, or a .txt file with one "
-                                           "term per line"),
-    output: Path = typer.Option(..., "--output", "-o", help="The table to write (.csv or .tsv): every input row, "
-                                                           "in order, with the medtext_* columns added"),
+    terms: Path = typer.Argument(..., help="The terms: a .csv or .tsv with a header row, .jsonl, .parquet, or a "
+                                           ".txt file with one term per line"),
+    output: Path = typer.Option(..., "--output", "-o", help="The table to write (.csv, .tsv, .jsonl or .parquet): "
+                                                           "every input row, in order, with the medtext_* columns "
+                                                           "added"),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="Entity label of every term: PROBLEM, TEST, "
                                         "TREATMENT, PROCEDURE, DRUG, ANATOMY or FUNCTION"),
     label_column: Optional[str] = typer.Option(None, help="Column holding each row's label (instead of --label)"),

@@ -1,6 +1,7 @@
 """``medtext map``: a table of terms in, the same rows with codes out (medtext/term_map.py)."""
 
 import csv
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -99,5 +100,44 @@ def test_map_command_text_lists_tsv_output_and_bad_input(tiny_index, tmp_path):
     fails([str(ragged), "-l", "PROBLEM"], 2, "row 2 has 2 fields, the header 1")
     fails([str(src), "--label-column", "kind"], 2, "a .txt list has one term per line and no columns")
     fails([str(tmp_path / "missing.csv"), "-l", "PROBLEM"], 2, "not found")
-    fails([str(tmp_path / "terms.xlsx"), "-l", "PROBLEM"], 2, "must be .csv, .tsv or .txt")
-    fails([str(table), "-l", "PROBLEM", "--column", "name"], 3, "must be .csv or .tsv", tmp_path / "out.json")
+    fails([str(tmp_path / "terms.xlsx"), "-l", "PROBLEM"], 2, "must be .csv, .tsv, .jsonl, .parquet or .txt")
+    fails([str(table), "-l", "PROBLEM", "--column", "name"], 3, "must be .csv, .tsv, .jsonl, .parquet",
+          tmp_path / "out.txt")
+    corrupt = tmp_path / "c.parquet"
+    corrupt.write_bytes(b"PAR1 not really")
+    fails([str(corrupt), "-l", "PROBLEM"], 2, "corrupt or unreadable Parquet file")
+
+
+def test_map_jsonl_and_parquet_keep_types_and_bad_lines(tiny_index, tmp_path):
+    """JSONL in, Parquet out and back: the other columns keep their types, the score is a number,
+    a line that is not a JSON object is an ``error`` row in its place, a numeric term is text."""
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "terms.jsonl"
+    src.write_text('{"id": 1, "term": "lap chole", "n": 2.5}\n'
+                   '{"id": 2, "term": "chest pian"\n'
+                   '[1, 2]\n'
+                   '\n'
+                   '{"id": 4, "term": 12345}\n', encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    linker = Linker(ConceptIndex.load(tiny_index), bi_encoder=None)
+    summary = map_terms(linker, src, out, label="PROCEDURE")
+    table = pq.read_table(out)
+    assert table.schema.names == ["id", "term", "n", *OUT_COLUMNS]
+    assert str(table.schema.field("medtext_score").type) == "double"
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"term": "lap chole"}\n', encoding="utf-8")
+    map_terms(linker, one, tmp_path / "one.parquet", label="PROCEDURE")
+    assert str(pq.read_table(tmp_path / "one.parquet").schema.field("medtext_message").type) == "string"  # all null
+    rows = table.to_pylist()
+    assert [r["medtext_status"] for r in rows] == ["linked", "error", "error", "nil"]
+    assert rows[0]["id"] == 1 and rows[0]["n"] == 2.5 and rows[0]["medtext_score"] == 1.0
+    assert rows[0]["medtext_code"] == "4" and rows[1]["medtext_score"] is None
+    assert rows[1]["medtext_message"].startswith("line 2: not JSON") and rows[2]["medtext_message"] == \
+        "line 3: not a JSON object"
+    assert summary.by_status == {"linked": 1, "error": 2, "nil": 1}
+    back = tmp_path / "back.jsonl"
+    map_terms(linker, out, back, label="PROCEDURE")  # Parquet in, JSONL out: the same decisions
+    again = [json.loads(line) for line in back.read_text(encoding="utf-8").splitlines()]
+    assert [r["medtext_status"] for r in again] == ["linked", "empty", "empty", "nil"]  # the bad lines had no term
+    assert again[0]["medtext_score"] == 1.0 and again[0]["n"] == 2.5
