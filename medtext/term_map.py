@@ -89,7 +89,10 @@ def read_terms(path: Path, column: str, label_column: str | None) -> tuple[list[
             raise InputError(source, f"corrupt or unreadable Parquet file ({e})", "corrupt") from e
         check(table.schema.names)
         return list(table.schema.names), table.to_pylist()
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(source, f"unreadable ({e.strerror or e})", "unreadable") from e
     if b"\x00" in raw[:65536]:
         raise InputError(source, "binary file, not a table of terms", "binary")
     try:
