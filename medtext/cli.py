@@ -222,9 +222,7 @@ def link(
     def num(v):
         return f"{v:>6.3f}" if v is not None else f"{'-':>6}"
 
-    linker = _preset_linker(preset, index)
-    if label not in linker.routes:
-        _fail(f"this linker has no route for label {label!r}; it links {', '.join(sorted(linker.routes))}", EXIT_USAGE)
+    linker = _preset_linker(preset, index, label)
     for row in linker.explain([Mention(text, label, context) for text in mentions], k=k or None):
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
@@ -274,9 +272,7 @@ def map_cmd(
 
     if (label is None) == (label_column is None):
         _fail("give --label (one label for every term) or --label-column (a label per row)", EXIT_USAGE)
-    linker = _preset_linker(preset, index)
-    if label is not None and label not in linker.routes:
-        _fail(f"this linker has no route for label {label!r}; it links {', '.join(sorted(linker.routes))}", EXIT_USAGE)
+    linker = _preset_linker(preset, index, label)
     console = Console(stderr=True)
     bar = Progress(TextColumn("[bold]linking"), BarColumn(), TextColumn("{task.completed}/{task.total} terms"),
                    TimeElapsedColumn(), console=console, disable=quiet, transient=True)
@@ -297,7 +293,16 @@ def map_cmd(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _preset_linker(preset: str, index: Optional[Path]):
+def _preset_linker(preset: str, index: Optional[Path], label: Optional[str] = None):
+    """The linker of ``preset``'s ``medtext_linker`` (see :func:`_load_preset_linker`); exits with a usage
+    error when ``label`` is given and the linker has no route for it."""
+    linker = _load_preset_linker(preset, index)
+    if label is not None and label not in linker.routes:
+        _fail(f"this linker has no route for label {label!r}; it links {', '.join(sorted(linker.routes))}", EXIT_USAGE)
+    return linker
+
+
+def _load_preset_linker(preset: str, index: Optional[Path]):
     """The ``medtext_linker`` of ``preset`` alone (a blank pipeline with the preset's linker settings;
     a saved pipeline folder is loaded whole), its index replaced by ``index`` when given."""
     from .errors import ConfigError
