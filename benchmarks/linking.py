@@ -103,7 +103,9 @@ PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT":
                                      "ANATOMY": 0.6},
                   "example_tfidf_weight": {"FUNCTION": 0.5},
                   "substitution_penalty": {"PROBLEM": 0.3, "TEST": 0.3, "TREATMENT": 0.3, "PROCEDURE": 0.3,
-                                           "DRUG": 0.3, "ANATOMY": 0.3}}
+                                           "DRUG": 0.3, "ANATOMY": 0.3},
+                  # words machine-translated literally from Spanish, a second form (2026-12-06, experiment 23)
+                  "calques": True}
 # the trf preset's classifier_prior (logit adjustment; chosen on a two-fold split of the ICF train
 # notes; the other presets keep 0)
 TRF_PRIOR = 1.0

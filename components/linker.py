@@ -38,6 +38,10 @@ frequencies to that power first, so rare categories are not outvoted for being r
 labels) also searches the mention with its capitalised short forms spelt out ("pelvic RM of
 control" -> "pelvic Magnetic resonance imaging of control"; see docs/linking.md, experiment (7): it
 helped the lexical presets on the team's dev notes and case reports, not the ``trf`` preset).
+``calques`` (``true`` in every preset: the SNOMED CT labels; or a list of labels) also searches the
+mention with the words a machine translation from Spanish renders literally replaced by the
+standard term ("measurement of arterial tension" -> "measurement of blood pressure"; the team's
+table, ``terminologies/data/translation_calques.tsv``; docs/linking.md, experiment (23)).
 ``prior_weight`` adds weight x log(1 + the number of ``examples`` coded with the concept) to each
 candidate's score, so among near-equal candidates the concepts annotators choose often go first
 (a number for every label or a map from label to weight; 0, the default: none; the ``trf`` preset
@@ -71,7 +75,7 @@ class EntityLinker:
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, expand_abbreviations: bool | list[str] = False,
-                 prior_weight: float | dict[str, float] = 0.0):
+                 prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -116,7 +120,8 @@ class EntityLinker:
                                  nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                                  dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                                  classifier_prior=classifier_prior,
-                                 expand_abbreviations=expand_abbreviations, prior_weight=prior_weight)
+                                 expand_abbreviations=expand_abbreviations, prior_weight=prior_weight,
+                                 calques=calques)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -177,7 +182,7 @@ class EntityLinker:
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
                     "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0,
-                    "expand_abbreviations": False, "prior_weight": 0.0},
+                    "expand_abbreviations": False, "prior_weight": 0.0, "calques": False},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -189,7 +194,7 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 dense_weights: dict[str, float] | None,
                 substitution_penalty: float | dict[str, float] | None,
                 classifier_prior: float, expand_abbreviations: bool | list[str],
-                prior_weight: float | dict[str, float]) -> EntityLinker:
+                prior_weight: float | dict[str, float], calques: bool | list[str]) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -199,7 +204,7 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                         dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                         classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations,
-                        prior_weight=prior_weight)
+                        prior_weight=prior_weight, calques=calques)
 
 
 def linker_from_preset(preset: str, **overrides):

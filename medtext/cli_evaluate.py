@@ -301,6 +301,9 @@ def _linker_summary(d: dict, examples: list[str] | None, classifier: list[str] |
     prior = d["prior_weight"]  # a number for every label or a map from label to weight
     if prior:
         how += " + prior " + (", ".join(f"{k} {v}" for k, v in prior.items()) if isinstance(prior, dict) else str(prior))
+    for key, what in (("expand_abbreviations", "abbreviations spelt out"), ("calques", "literal translations replaced")):
+        if d.get(key):
+            how += f" + {what} for {', '.join(d[key])}"
     if d["classifier"]:
         how += (f" + classifier {' x '.join(classifier) if classifier else d['classifier']} "
                 f"(w={d['classifier_weight']}, prior {d['classifier_prior'] or 0.0})")

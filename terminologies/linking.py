@@ -21,7 +21,11 @@ Three stages, each optional after the first:
    capitalised short forms spelt out ("TC of hip" -> "Computerized axial tomography of hip",
    :meth:`Linker.expansion`) as a second form, searched lexically and densely at 0.95 x its
    scores (off: tried 2026-12-05; the lexical presets gained on the team's dev case reports and
-   notes, the ``trf`` preset did not, see docs/linking.md).
+   notes, the ``trf`` preset did not, see docs/linking.md). ``calques`` (labels, or true: the
+   SNOMED CT labels; on in every preset since 2026-12-06) does the same with the words that a
+   machine translation from Spanish renders literally replaced by the standard term ("arterial
+   tension" -> "blood pressure", "cardiac catheterism" -> "cardiac catheterization";
+   :func:`load_calques`, :meth:`Linker.decalqued`), after any abbreviations are spelt out.
    String scores of the labels in ``substitution_penalty`` (default: the SNOMED CT labels) are
    lowered when a word of the mention stands where the name has another (``SUBSTITUTION_PENALTIES``).
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
@@ -63,6 +67,7 @@ import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy
@@ -94,6 +99,10 @@ MIN_FUZZY_CHARS = 3
 MIN_POOL = 25
 # abbreviations in longer mentions (``expand_abbreviations``): words of up to this many characters
 SHORT_FORM_CHARS = 6
+# words that machine translation from Spanish renders literally (``calques``): spanish,
+# literal_english, standard_english; written by the team, see docs/linking.md, experiment (23)
+CALQUES_FILE = Path(__file__).parent / "data" / "translation_calques.tsv"
+CALQUE_COLUMNS = ("spanish", "literal_english", "standard_english")
 _WORD = re.compile(r"[a-z0-9]+")
 _ANY_WORD = re.compile(r"[A-Za-z0-9]+")
 _CAPS_WORD = re.compile(r"(?<![A-Za-z0-9])[A-Z0-9]+(?![A-Za-z0-9])")
@@ -124,6 +133,40 @@ def _check_label_weights(value, key: str, high: float | None, path) -> None:
     if any(_not_weight(v, high) for v in (value.values() if isinstance(value, dict) else [value])):
         raise TerminologyError(f"{key} is a weight {f'in 0..{high:g}' if high is not None else '>= 0'}, "
                                f"or a map from entity label to one (got {value!r})", path)
+
+
+def _label_list(value, key: str, path) -> frozenset[str]:
+    """A setting that is true (the SNOMED CT labels), false (none) or a list of entity labels."""
+    if isinstance(value, bool):
+        value = list(SUBSTITUTION_PENALTIES) if value else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+        raise TerminologyError(f"{key} is true, false or a list of entity labels (got {value!r})", path)
+    return frozenset(value)
+
+
+def load_calques(path: str | Path | None = None) -> dict[str, str]:
+    """The calque table (default :data:`CALQUES_FILE`): literal English form (lowercase, single
+    spaces) -> the standard English term. Tab-separated with the header ``spanish``,
+    ``literal_english``, ``standard_english``; a malformed file is a :class:`TerminologyError`."""
+    path = Path(path) if path else CALQUES_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TerminologyError(f"cannot read the calque table: {e}", path) from e
+    if not lines or tuple(lines[0].split("\t")) != CALQUE_COLUMNS:
+        raise TerminologyError(f"the calque table's header must be {'<tab>'.join(CALQUE_COLUMNS)}", path)
+    out: dict[str, str] = {}
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        cols = [c.strip() for c in line.split("\t")]
+        if len(cols) != 3 or not all(cols):
+            raise TerminologyError(f"line {n}: expected 3 non-empty tab-separated columns", path)
+        literal = " ".join(cols[1].lower().split())
+        if out.get(literal, cols[2]) != cols[2]:
+            raise TerminologyError(f"line {n}: {cols[1]!r} is given two standard forms", path)
+        out[literal] = cols[2]
+    return out
 
 
 def _label_weight(value: float | dict[str, float], label: str) -> float:
@@ -209,7 +252,7 @@ class Linker:
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, dense_variant: bool = False,
                  expand_abbreviations: bool | list[str] = False,
-                 prior_weight: float | dict[str, float] = 0.0):
+                 prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False):
         self.index = index
         self.routes = routes if routes is not None else ROUTES
         self.n_candidates = candidates
@@ -238,13 +281,16 @@ class Linker:
         self.prior_weight = prior_weight  # as example_tfidf_weight
         self.rerank_weight = rerank_weight
         self.dense_variant = dense_variant
-        if isinstance(expand_abbreviations, bool):
-            expand_abbreviations = list(SUBSTITUTION_PENALTIES) if expand_abbreviations else []
-        if not isinstance(expand_abbreviations, (list, tuple)) or not all(isinstance(x, str) for x in expand_abbreviations):
-            raise TerminologyError("expand_abbreviations is true, false or a list of entity labels "
-                                   f"(got {expand_abbreviations!r})", index.path)
-        self.expand_labels = frozenset(expand_abbreviations)
+        self.expand_labels = _label_list(expand_abbreviations, "expand_abbreviations", index.path)
         self._short: dict[str, list[int]] | None = None  # short form -> the concepts it names
+        self.calque_labels = _label_list(calques, "calques", index.path)
+        # literal form -> standard term, and one pattern for all literal forms (longest first)
+        self.calques = load_calques() if self.calque_labels else {}
+        self._calque_re = None
+        if self.calques:
+            alts = [r"\s+".join(map(re.escape, k.split())) for k in sorted(self.calques, key=len, reverse=True)]
+            self._calque_re = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(alts) + r")(?:e?s)?(?![A-Za-z0-9])",
+                                         re.IGNORECASE)
         self.use_context = use_context
         self.device = device
         self.batch_size = batch_size
@@ -520,13 +566,30 @@ class Linker:
         return self._short
 
     def expansion(self, query: str, label: str) -> str | None:
-        """``query`` with its abbreviations spelt out ("TC of hip with fine cuts" -> "Computerized
-        axial tomography of hip with fine cuts"), or None: for the labels of ``expand_abbreviations``,
-        a word of a mention of two or more words that is written in capitals (2 to
-        ``SHORT_FORM_CHARS`` characters, 2 or more letters) and is a short form of one concept of the
-        label's route (else of one concept of the index) becomes that concept's preferred term."""
-        if label not in self.expand_labels:
+        """The mention's second form, or None where it has none: for the labels of
+        ``expand_abbreviations`` its abbreviations spelt out (:meth:`spelt_out`), then, for the
+        labels of ``calques``, the words a machine translation from Spanish renders literally
+        replaced by the standard term (:meth:`decalqued`)."""
+        out = self.spelt_out(query, label) if label in self.expand_labels else None
+        if label in self.calque_labels:
+            out = self.decalqued(out or query) or out
+        return out
+
+    def decalqued(self, query: str) -> str | None:
+        """``query`` with each literal form of the calque table (:func:`load_calques`; a plural
+        "s" / "es" too) replaced by its standard term ("arterial tension" -> "blood pressure"),
+        or None if it has none."""
+        if self._calque_re is None:
             return None
+        out = self._calque_re.sub(lambda m: self.calques[" ".join(m.group(1).lower().split())], query)
+        return out if out != query else None
+
+    def spelt_out(self, query: str, label: str) -> str | None:
+        """``query`` with its abbreviations spelt out ("TC of hip with fine cuts" -> "Computerized
+        axial tomography of hip with fine cuts"), or None: a word of a mention of two or more
+        words that is written in capitals (2 to ``SHORT_FORM_CHARS`` characters, 2 or more
+        letters) and is a short form of one concept of the label's route (else of one concept of
+        the index) becomes that concept's preferred term."""
         words = list(_CAPS_WORD.finditer(query))
         if len(_ANY_WORD.findall(query)) < 2 or not words:
             return None
@@ -902,4 +965,5 @@ class Linker:
                 "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None,
                 "dense_variant": self.dense_variant if self.bi_model is not None else None,
                 "expand_abbreviations": sorted(self.expand_labels),
+                "calques": sorted(self.calque_labels),
                 "prior_weight": self.prior_weight}

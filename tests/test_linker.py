@@ -124,6 +124,46 @@ def test_expand_abbreviations_spells_out_short_forms(medtext_home):
         nlp.add_pipe("medtext_linker", name="bad2", config={"expand_abbreviations": "yes"})
 
 
+def test_calques_replace_literal_translations(medtext_home, tmp_path):
+    """calques (the presets: the SNOMED CT labels): words a machine translation from Spanish
+    renders literally become the standard term in a second form of the mention, which is searched
+    too; whole words only (a plural too), not FUNCTION, not in mentions without them."""
+    from medtext.terminologies.linking import load_calques
+
+    ix = ConceptIndex.load(default_index_dir())
+    off, on = Linker(ix, bi_encoder=None), Linker(ix, bi_encoder=None, calques=True)
+    table = load_calques()
+    assert table["arterial tension"] == "blood pressure" and len(table) > 100
+    assert on.expansion("measurement of arterial  tension", "PROCEDURE") == "measurement of blood pressure"
+    assert on.expansion("Arterial tensions", "TEST") == "blood pressure"
+    assert on.expansion("measurement of arterial tension", "FUNCTION") is None
+    assert off.expansion("measurement of arterial tension", "PROCEDURE") is None
+    assert on.expansion("interarterial tensioning", "PROCEDURE") is None
+    ms = [Mention("measurement of arterial tension", "PROCEDURE"), Mention("chest pain", "PROBLEM")]
+    before, after = off.link(ms), on.link(ms)
+    assert before[0].candidates[0].term == "Measurement procedure"
+    assert after[0].candidates[0].term.startswith("Measurement of blood pressure")
+    assert [(c.code, c.score) for c in after[1].candidates] == [(c.code, c.score) for c in before[1].candidates]
+    # with expand_abbreviations as well: one second form with both
+    both = Linker(ix, bi_encoder=None, calques=["PROCEDURE"], expand_abbreviations=True)
+    assert both.expansion("ECMO and arterial tension", "PROCEDURE") == "Extracorporeal membrane oxygenation and blood pressure"
+    assert both.describe()["calques"] == ["PROCEDURE"]
+    # a malformed table is a clear error
+    head = "spanish\tliteral_english\tstandard_english\n"
+    for body, match in (("a\tb\n", "header"), (head + "x\ty\n", "line 2"), (head + "x\t\tz\n", "line 2"),
+                        (head + "a\tb c\td\na2\tB  c\te\n", "two standard forms")):
+        bad = tmp_path / "bad.tsv"
+        bad.write_text(body, encoding="utf-8")
+        with pytest.raises(TerminologyError, match=match):
+            load_calques(bad)
+    bad.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(TerminologyError, match="cannot read"):
+        load_calques(bad)
+    for bad in ("yes", ["TEST", 3]):
+        with pytest.raises(TerminologyError, match="calques"):
+            Linker(ix, bi_encoder=None, calques=bad)
+
+
 def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
     """A label's own NIL threshold; the examples' TF-IDF term for the labels given only."""
     ix = ConceptIndex.load(default_index_dir())

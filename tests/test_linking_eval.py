@@ -368,6 +368,7 @@ def test_cli_preset_evaluates_the_pipelines_linker(tmp_path, nlp):
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["preset"] == "default" and r["linker"] == built and "preset default: lexical" in res.output
+    assert "+ literal translations replaced for ANATOMY, DRUG, PROBLEM" in res.output  # calques = true
     assert r["top1"]["accuracy"] == 0.5 and "(1 wrongly decided mention)" in res.output
     [wrong] = [json.loads(line) for line in errs.read_text().splitlines()]
     assert (wrong["text"], wrong["gold"], wrong["linked"], wrong["error"]) == ("Walking", ["d455"], "d450", "wrong code")
