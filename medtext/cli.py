@@ -268,10 +268,17 @@ def map_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .errors import InputError, OutputError
-    from .term_map import map_terms
+    from .term_map import map_terms, read_terms, table_format
 
     if (label is None) == (label_column is None):
         _fail("give --label (one label for every term) or --label-column (a label per row)", EXIT_USAGE)
+    try:  # the input and the output's format first: a bad one fails before the linker's load
+        table_format(output, "output")
+        table = read_terms(terms, column, label_column)
+    except InputError as e:
+        _fail(str(e), EXIT_USAGE)
+    except OutputError as e:
+        _fail(str(e), EXIT_OUTPUT)
     linker = _preset_linker(preset, index, label)
     console = Console(stderr=True)
     bar = Progress(TextColumn("[bold]linking"), BarColumn(), TextColumn("{task.completed}/{task.total} terms"),
@@ -280,7 +287,8 @@ def map_cmd(
         with bar:
             task = bar.add_task("linking", total=None)
             summary = map_terms(linker, terms, output, column=column, label=label, label_column=label_column, k=k,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                table=table)
     except InputError as e:
         _fail(str(e), EXIT_USAGE)
     except (OutputError, OSError) as e:

@@ -45,7 +45,7 @@ _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "txt", ".jsonl"
             ".parquet": "parquet"}
 
 
-def _format(path: Path, what: str) -> str:
+def table_format(path: Path, what: str) -> str:
     """The table format of ``path`` by its extension (``.txt``, a list of terms, is input only)."""
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None or (fmt == "txt" and what == "output"):
@@ -69,7 +69,7 @@ def read_terms(path: Path, column: str, label_column: str | None) -> tuple[list[
     UTF-8, a binary or corrupt file, or a malformed table."""
     path = Path(path)
     source = str(path)
-    fmt = _format(path, "input")
+    fmt = table_format(path, "input")
     if not path.is_file():
         raise InputError(source, "not found", "not_found")
     needed = [column] + ([label_column] if label_column else [])
@@ -177,17 +177,20 @@ def _write(path: Path, fmt: str, columns: list[str], rows: list[dict]) -> None:
 
 def map_terms(linker, input_path: Path, output_path: Path, *, column: str = TEXT_COLUMN,
               label: str | None = None, label_column: str | None = None, k: int = 3,
-              progress: Callable[[int, int], None] | None = None) -> MapSummary:
+              progress: Callable[[int, int], None] | None = None,
+              table: tuple[list[str], list[dict]] | None = None) -> MapSummary:
     """Link every row's term (``column``) under ``label`` (or the row's ``label_column``) with
     ``linker`` and write the rows with :data:`OUT_COLUMNS` to ``output_path`` (``.csv``, ``.tsv``,
     ``.jsonl`` or ``.parquet``).
-    ``k``: candidates listed per row. ``progress(done, total)`` after each batch of distinct terms."""
+    ``k``: candidates listed per row. ``progress(done, total)`` after each batch of distinct terms.
+    ``table``: ``input_path`` as :func:`read_terms` already read it (the CLI reads the input
+    before it loads the linker, so a bad input fails at once)."""
     from .terminologies.linking import Mention
 
     if (label is None) == (label_column is None):
         raise ValueError("give exactly one of label and label_column")
-    out_format = _format(Path(output_path), "output")
-    header, rows = read_terms(Path(input_path), column, label_column)
+    out_format = table_format(Path(output_path), "output")
+    header, rows = table if table is not None else read_terms(Path(input_path), column, label_column)
     t0 = time.perf_counter()
     summary = MapSummary(rows=len(rows))
     routes = set(linker.routes)

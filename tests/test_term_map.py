@@ -57,7 +57,7 @@ def test_map_keeps_every_row_in_order_with_its_status(tiny_index, tmp_path):
     assert linker.top == 5  # restored after listing k candidates
 
 
-def test_map_command_text_lists_tsv_output_and_bad_input(tiny_index, tmp_path):
+def test_map_command_text_lists_tsv_output_and_bad_input(tiny_index, tmp_path, monkeypatch):
     ix = str(tiny_index)
     src = tmp_path / "terms.txt"
     src.write_text("lap chole\n\nchest pian\n", encoding="utf-8")
@@ -106,6 +106,16 @@ def test_map_command_text_lists_tsv_output_and_bad_input(tiny_index, tmp_path):
     corrupt = tmp_path / "c.parquet"
     corrupt.write_bytes(b"PAR1 not really")
     fails([str(corrupt), "-l", "PROBLEM"], 2, "corrupt or unreadable Parquet file")
+    # a bad input or output name fails before the linker is loaded (seconds with a real preset)
+    import medtext.cli as cli
+
+    def no_load(*args):
+        raise AssertionError("the linker was loaded")
+
+    monkeypatch.setattr(cli, "_load_preset_linker", no_load)
+    fails([str(latin1), "-l", "PROBLEM"], 2, "not UTF-8 text")
+    fails([str(table), "-l", "PROBLEM"], 2, "no 'term' column")
+    fails([str(table), "-l", "PROBLEM", "--column", "name"], 3, "must be .csv", tmp_path / "out.txt")
 
 
 def test_map_jsonl_and_parquet_keep_types_and_bad_lines(tiny_index, tmp_path):
