@@ -218,6 +218,7 @@ def link(
     import json
 
     from .terminologies.linking import Mention
+    from .terminologies.retrieval import VARIANT_WEIGHT
 
     def num(v):
         return f"{v:>6.3f}" if v is not None else f"{'-':>6}"
@@ -233,6 +234,8 @@ def link(
         typer.echo(f"{row['text']!r} ({label}) -> {decided}: decided on {row['score']:.3f} {relation} NIL threshold "
                    f"{row['nil_threshold']:g}")
         typer.echo(f"  score = {row['formula']}")
+        if row["also_searched"]:
+            typer.echo(f"  also searched as {row['also_searched']!r} (its scores x {VARIANT_WEIGHT:g})")
         if not row["candidates"]:
             typer.echo("  no candidates")
             continue

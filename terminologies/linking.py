@@ -792,7 +792,8 @@ class Linker:
         without a dense channel for the label), ``example`` (the best annotated example's score;
         ``None`` without examples), ``prior`` (the popularity prior's term; ``None`` when off for the
         label), ``classifier`` (its probability; ``None`` when it did not run) and ``rerank`` (the
-        cross-encoder's probability; ``None`` without one)."""
+        cross-encoder's probability; ``None`` without one); ``also_searched``: the mention's second
+        form (:meth:`expansion`, scores x 0.95), or ``None``."""
         mentions = list(mentions)
         n = min(k or self.top, self._pool_size())
         results = self._link_uncached(mentions, top=n)
@@ -805,6 +806,7 @@ class Linker:
                 "linked": None if best is None else {"system": best.system, "code": best.code, "display": best.term},
                 "score": round(float(r.score), 4), "nil_threshold": self.threshold(m.label),
                 "formula": self._formula(m.label),
+                "also_searched": self.expansion(m.text[:MAX_MENTION_CHARS].strip(), m.label),
                 "candidates": [{
                     "system": c.system, "code": c.code, "display": c.term, "score": round(float(c.score), 4),
                     "string": round(float(c.lexical), 4), "cosine": round(float(c.dense), 4) if dense else None,

@@ -144,6 +144,7 @@ def test_calques_replace_literal_translations(medtext_home, tmp_path):
     assert before[0].candidates[0].term == "Measurement procedure"
     assert after[0].candidates[0].term.startswith("Measurement of blood pressure")
     assert [(c.code, c.score) for c in after[1].candidates] == [(c.code, c.score) for c in before[1].candidates]
+    assert [r["also_searched"] for r in on.explain(ms)] == ["measurement of blood pressure", None]
     # with expand_abbreviations as well: one second form with both
     both = Linker(ix, bi_encoder=None, calques=["PROCEDURE"], expand_abbreviations=True)
     assert both.expansion("ECMO and arterial tension", "PROCEDURE") == "Extracorporeal membrane oxygenation and blood pressure"
