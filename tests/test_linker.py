@@ -134,6 +134,10 @@ def test_calques_replace_literal_translations(medtext_home, tmp_path):
     off, on = Linker(ix, bi_encoder=None), Linker(ix, bi_encoder=None, calques=True)
     table = load_calques()
     assert table["arterial tension"] == "blood pressure" and len(table) > 100
+    # no one-word literal form is a common English word (experiment 26: "light touch" is not "lumen touch")
+    wordfreq = pytest.importorskip("wordfreq")
+    assert not [k for k in table if " " not in k and wordfreq.zipf_frequency(k, "en") >= 3.5]
+    assert on.expansion("decreased light touch sensation", "PROBLEM") is None
     assert on.expansion("measurement of arterial  tension", "PROCEDURE") == "measurement of blood pressure"
     assert on.expansion("Arterial tensions", "TEST") == "blood pressure"
     assert on.expansion("measurement of arterial tension", "FUNCTION") is None
