@@ -292,8 +292,6 @@ def map_cmd(
             summary = map_terms(linker, terms, output, column=column, label=label, label_column=label_column, k=k,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                                 table=table)
-    except InputError as e:
-        _fail(str(e), EXIT_USAGE)
     except (OutputError, OSError) as e:
         _fail(str(e), EXIT_OUTPUT)
     counts = ", ".join(f"{st} {summary.by_status.get(st, 0):,}" for st in ("linked", "nil", "empty", "error"))

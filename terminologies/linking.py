@@ -135,6 +135,11 @@ def _check_label_weights(value, key: str, high: float | None, path) -> None:
                                f"or a map from entity label to one (got {value!r})", path)
 
 
+def _query(text: str) -> str:
+    """The part of a mention's text the linker searches: its first ``MAX_MENTION_CHARS``, stripped."""
+    return text[:MAX_MENTION_CHARS].strip()
+
+
 def _label_list(value, key: str, path) -> frozenset[str]:
     """A setting that is true (the SNOMED CT labels), false (none) or a list of entity labels."""
     if isinstance(value, bool):
@@ -398,7 +403,7 @@ class Linker:
             if c < 0:
                 unknown.append(f"{system}:{code}")
             elif n:
-                rows.append((n, c, text[:MAX_MENTION_CHARS].strip()))
+                rows.append((n, c, _query(text)))
         if unknown:
             log.warning("%d linking examples name codes that are not in the index (e.g. %s): skipped",
                         len(unknown), ", ".join(sorted(set(unknown))[:3]))
@@ -615,7 +620,7 @@ class Linker:
         ctx = ""
         if self.cross is not None and self.use_context and m.context:
             ctx = hashlib.blake2b(m.context.encode("utf-8", "replace"), digest_size=8).hexdigest()
-        return (normalize(m.text[:MAX_MENTION_CHARS]), m.label, ctx, self.expansion(m.text[:MAX_MENTION_CHARS].strip(), m.label) or "")
+        return (normalize(m.text[:MAX_MENTION_CHARS]), m.label, ctx, self.expansion(_query(m.text), m.label) or "")
 
     def link(self, mentions: Iterable[Mention]) -> list[LinkResult]:
         """Link a batch; one bi-encoder and one cross-encoder call for all its uncached mentions."""
@@ -642,7 +647,7 @@ class Linker:
         """``top``: list this many candidates (default the linker's ``top``; the pool, and so the
         ranking and the decision, stay the linker's)."""
         results = [LinkResult() for _ in mentions]
-        queries = [m.text[:MAX_MENTION_CHARS].strip() for m in mentions]
+        queries = [_query(m.text) for m in mentions]
         routed = [i for i, m in enumerate(mentions)
                   if m.label in self.routes and normalize(queries[i]) and self.route_concepts(m.label).any()]
         if not routed:
@@ -806,7 +811,7 @@ class Linker:
                 "linked": None if best is None else {"system": best.system, "code": best.code, "display": best.term},
                 "score": round(float(r.score), 4), "nil_threshold": self.threshold(m.label),
                 "formula": self._formula(m.label),
-                "also_searched": self.expansion(m.text[:MAX_MENTION_CHARS].strip(), m.label),
+                "also_searched": self.expansion(_query(m.text), m.label),
                 "candidates": [{
                     "system": c.system, "code": c.code, "display": c.term, "score": round(float(c.score), 4),
                     "string": round(float(c.lexical), 4), "cosine": round(float(c.dense), 4) if dense else None,
