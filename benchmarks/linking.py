@@ -54,7 +54,9 @@ Configurations (each needs what the one before it built):
                    {"FUNCTION": 0.0}``), all-MiniLM-L6-v2 candidates for the SNOMED CT labels
                    (``dense_weight`` 0.8 since 2026-12-02, 0.6 before). Their ensembles
                    (``-exs-clf-ens``) divide by the classes' training frequencies
-                   (``classifier_prior`` 1.0, the trf preset's, since 2026-12-02 *latest*); no other
+                   (``classifier_prior`` 1.0, the trf preset's, since 2026-12-02 *latest*) and, since
+                   2026-12-06, weigh the fine-tuned member 0.65 and the n-gram one 0.35
+                   (``TRF_ENSEMBLE_WEIGHTS``, the trf preset's ``ensemble_weights``); no other
                    configuration does. Since 2026-12-05 every ``TRF_LINKING`` configuration adds the
                    examples' popularity prior to the SNOMED CT labels' scores (``prior_weight``
                    0.0075 x log(1 + examples coded with the concept)).
@@ -109,6 +111,9 @@ PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT":
 # the trf preset's classifier_prior (logit adjustment; chosen on a two-fold split of the ICF train
 # notes; the other presets keep 0)
 TRF_PRIOR = 1.0
+# the trf preset's ensemble_weights: the fine-tuned member's log-probabilities weigh 0.65, the n-gram one's 0.35
+# (2026-12-06, experiment 28: chosen on two folds of the ICF train notes; equal weights until then)
+TRF_ENSEMBLE_WEIGHTS = [0.65, 0.35]
 # what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8, FUNCTION lexical,
 # and the examples' popularity prior for the SNOMED CT labels
 TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0},
@@ -179,8 +184,10 @@ def main() -> None:
         for suffix, (spec, build) in CLASSIFIERS.items():
             if f"{name}-{suffix}" not in configs:
                 continue
+            # the trf preset's ensemble: weighed members, divided by the classes' frequencies
+            trf_ens = name.endswith("-exs") and suffix == "clf-ens"
             try:
-                clf = load_classifier(spec)
+                clf = load_classifier(spec, weights=TRF_ENSEMBLE_WEIGHTS if trf_ens else None)
             except TerminologyError as e:
                 sys.exit(f"{e}\nbuild it with: medtext train linker-clf {build}")
             for one, member in zip([spec] if isinstance(spec, str) else spec, getattr(clf, "members", [clf])):
@@ -189,7 +196,7 @@ def main() -> None:
                              f"not {EXAMPLES}: the ICF test split must stay unseen")
             specs[f"{name}-{suffix}"] = spec
             # the trf preset's ensemble divides by the classes' frequencies (since 2026-12-02 *latest*)
-            prior = TRF_PRIOR if name.endswith("-exs") and suffix == "clf-ens" else 0.0
+            prior = TRF_PRIOR if trf_ens else 0.0
             settings[f"{name}-{suffix}"] = (settings[name][0], dict(settings[name][1], classifier=clf,
                                                                     classifier_weight=0.5, classifier_prior=prior))
     sets = {"medprocner-dev": (read_medprocner(args.data / "medprocner" / "dev_linking_snomedct.jsonl"), "snomed"),

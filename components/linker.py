@@ -31,7 +31,9 @@ SNOMED CT labels, none for FUNCTION, see
 classifier trained on annotated mentions (``"medtext:linker_clf"``: ``medtext train
 linker-clf``, else the copy shipped in the package, trained on the team's ICF train and dev
 notes; ``"medtext:linker_clf_ft"``: ``medtext train linker-clf --finetune``; or a model folder;
-a list of them is one ensemble, the geometric mean of their probabilities), weighted by ``classifier_weight``;
+a list of them is one ensemble, the geometric mean of their probabilities, each member's
+log-probabilities weighed by ``ensemble_weights``, one per classifier, default equal; the ``trf``
+preset's ``[0.65, 0.35]``, docs/linking.md, experiment (28)), weighted by ``classifier_weight``;
 ``classifier_prior`` (0: off; the ``trf`` preset 1.0) divides its probabilities by the classes' training
 frequencies to that power first, so rare categories are not outvoted for being rare.
 ``expand_abbreviations`` (``false`` in every preset; ``true``: the SNOMED CT labels, or a list of
@@ -75,7 +77,8 @@ class EntityLinker:
                  dense_weights: dict[str, float] | None = None,
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, expand_abbreviations: bool | list[str] = False,
-                 prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False):
+                 prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False,
+                 ensemble_weights: list[float] | None = None):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -108,7 +111,11 @@ class EntityLinker:
                 raise ConfigError(f"{name}.{key}: {e}") from e
 
         rows = option("examples", examples, load_examples, InputError)
-        clf = option("classifier", classifier, load_classifier, TerminologyError)
+        if ensemble_weights is not None and not (isinstance(classifier, (list, tuple)) and len(classifier) >= 2):
+            raise ConfigError(f"{name}.ensemble_weights weighs the classifiers of a list of 2 or more "
+                              f"(classifier is {classifier!r})")
+        clf = option("classifier", classifier, lambda s: load_classifier(s, weights=ensemble_weights),
+                     TerminologyError)
         try:
             self.linker = Linker(ConceptIndex.load(path), bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                                  routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
@@ -132,7 +139,9 @@ class EntityLinker:
                          + (f"+examples={examples if isinstance(examples, str) else '&'.join(examples)}"
                             if examples else "")
                          + (f"+classifier={classifier if isinstance(classifier, str) else '&'.join(classifier)}"
-                            if classifier else ""))
+                            if classifier else "")
+                         + (f"+ensemble_weights={'&'.join(f'{w:g}' for w in ensemble_weights)}"
+                            if ensemble_weights else ""))
 
     def __call__(self, doc: Doc) -> Doc:
         self._link_docs([doc])
@@ -182,7 +191,8 @@ class EntityLinker:
                     "cache_size": 100000, "ann": "auto", "examples": None, "classifier": None,
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
                     "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0,
-                    "expand_abbreviations": False, "prior_weight": 0.0, "calques": False},
+                    "expand_abbreviations": False, "prior_weight": 0.0, "calques": False,
+                    "ensemble_weights": None},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -194,7 +204,8 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 dense_weights: dict[str, float] | None,
                 substitution_penalty: float | dict[str, float] | None,
                 classifier_prior: float, expand_abbreviations: bool | list[str],
-                prior_weight: float | dict[str, float], calques: bool | list[str]) -> EntityLinker:
+                prior_weight: float | dict[str, float], calques: bool | list[str],
+                ensemble_weights: list[float] | None) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -204,7 +215,7 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                         dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                         classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations,
-                        prior_weight=prior_weight, calques=calques)
+                        prior_weight=prior_weight, calques=calques, ensemble_weights=ensemble_weights)
 
 
 def linker_from_preset(preset: str, **overrides):

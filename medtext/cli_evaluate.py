@@ -167,6 +167,9 @@ def linking(
         None, help="Mention classifier: medtext:linker_clf, medtext:linker_clf_ft or a model folder; "
                    "give it twice for an ensemble (geometric mean), as the trf preset does (never one "
                    "trained on the data evaluated)"),
+    ensemble_weight: Optional[list[float]] = typer.Option(
+        None, help="With two or more --classifier: each one's weight in the geometric mean, in their order "
+                   "(repeatable; default equal), as the trf preset's ensemble_weights (0.65, 0.35)"),
     classifier_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Score = w * classifier probability + "
                                                                          "(1 - w) * score"),
     classifier_prior: float = typer.Option(0.0, min=0.0, max=4.0, help="Divide the classifier's probabilities "
@@ -210,7 +213,8 @@ def linking(
     if preset is not None:
         setters = ("bi_encoder", "cross_encoder", "dense_weight", "dense_weight_for", "nil_threshold",
                    "nil_threshold_for", "example_tfidf_for", "substitution_penalty_for", "prior_weight_for",
-                   "rerank_weight", "use_context", "examples", "classifier", "classifier_weight", "classifier_prior")
+                   "rerank_weight", "use_context", "examples", "classifier", "ensemble_weight", "classifier_weight",
+                   "classifier_prior")
         given = ["--" + k.replace("_", "-") for k in setters
                  # by name: typer carries its own copy of click
                  if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
@@ -240,7 +244,8 @@ def linking(
             linker = Linker(ix, bi_encoder=bi_encoder, cross_encoder=cross_encoder, top=25,
                             dense_weight=dense_weight, nil_threshold=nil_threshold, rerank_weight=rerank_weight,
                             use_context=use_context, examples=load_examples(examples) if examples else None,
-                            classifier=load_classifier(classifier) if classifier else None,
+                            classifier=load_classifier(classifier, weights=ensemble_weight or None)
+                            if classifier else None,
                             classifier_weight=classifier_weight, classifier_prior=classifier_prior,
                             nil_thresholds=per_label or None,
                             dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
@@ -305,8 +310,10 @@ def _linker_summary(d: dict, examples: list[str] | None, classifier: list[str] |
         if d.get(key):
             how += f" + {what} for {', '.join(d[key])}"
     if d["classifier"]:
+        weights = d.get("ensemble_weights")
         how += (f" + classifier {' x '.join(classifier) if classifier else d['classifier']} "
-                f"(w={d['classifier_weight']}, prior {d['classifier_prior'] or 0.0})")
+                + (f"(members weighed {' / '.join(f'{w:g}' for w in weights)}, " if weights else "(")
+                + f"w={d['classifier_weight']}, prior {d['classifier_prior'] or 0.0})")
     return how
 
 

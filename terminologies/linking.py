@@ -969,6 +969,8 @@ class Linker:
                 "substitution_penalty": self.substitution_penalty,
                 "classifier": (self.classifier.meta.get("name") or "mention classifier") if self.classifier is not None else None,
                 "classifier_weight": self.classifier_weight if self.classifier is not None else None,
+                # an ensemble's members' weights (scaled to sum 1), else None
+                "ensemble_weights": (self.classifier.meta.get("weights") if self.classifier is not None else None),
                 "classifier_prior": self.classifier_prior if self.clf_adjust is not None else None,
                 "dense_variant": self.dense_variant if self.bi_model is not None else None,
                 "expand_abbreviations": sorted(self.expand_labels),

@@ -331,18 +331,29 @@ class ClassifierEnsemble:
     probability for the mention). On the ICF dev split, with classifiers trained on the train
     split, the geometric mean of the fine-tuned and the n-gram classifiers beat each alone and
     their arithmetic mean (see docs/linking.md). Members that read an encoder embed the mentions
-    themselves."""
+    themselves. ``weights`` (one per member, scaled to sum 1; default equal) weigh the members'
+    log-probabilities: the ``trf`` preset gives its fine-tuned member 0.65 and the n-gram one 0.35
+    (chosen on two folds of the ICF train notes, docs/linking.md, experiment (28))."""
 
-    def __init__(self, members: list, names: list[str] | None = None):
+    def __init__(self, members: list, names: list[str] | None = None, weights: list[float] | None = None):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least 2 classifiers")
+        if weights is None:
+            weights = [1.0] * len(members)
+        if len(weights) != len(members) or any(
+                isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
+                for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"ensemble weights are {len(members)} numbers >= 0, one per classifier, "
+                             f"not all 0 (got {weights!r})")
+        self.weights = numpy.asarray(weights, dtype=numpy.float64) / sum(weights)
         self.members = members
         self.classes = sorted({c for m in members for c in m.classes})
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self._cols = [numpy.array([self.class_index[c] for c in m.classes], dtype=numpy.int64) for m in members]
         names = names or [m.meta.get("name", "?") for m in members]
         sources = {m.meta.get("examples_source") for m in members}
-        self.meta = {"name": " + ".join(names), "members": names, "classes": len(self.classes),
+        self.meta = {"name": " + ".join(names), "members": names, "weights": [round(float(w), 6) for w in self.weights],
+                     "classes": len(self.classes),
                      **({"examples_source": sources.pop()} if len(sources) == 1 else {})}
 
     @property
@@ -355,12 +366,13 @@ class ClassifierEnsemble:
 
     def predict_proba(self, texts: list[str], embeddings: numpy.ndarray | None = None) -> numpy.ndarray:
         logs = numpy.zeros((len(texts), len(self.classes)), dtype=numpy.float64)
-        for m, cols in zip(self.members, self._cols):
+        for m, cols, w in zip(self.members, self._cols, self.weights):
+            if w == 0:
+                continue
             p = numpy.maximum(m.predict_proba(texts).astype(numpy.float64), 1e-12)
             part = numpy.repeat(p.min(axis=1, keepdims=True), len(self.classes), axis=1)
             part[:, cols] = p
-            logs += numpy.log(part)
-        logs /= len(self.members)
+            logs += w * numpy.log(part)
         logs -= logs.max(axis=1, keepdims=True) if len(texts) else 0.0
         out = numpy.exp(logs)
         return (out / out.sum(axis=1, keepdims=True)).astype(numpy.float32)
@@ -406,18 +418,27 @@ def class_counts(clf) -> numpy.ndarray | None:
     return out if out.any() else None
 
 
-def load_classifier(spec: str | list[str]):
+def load_classifier(spec: str | list[str], weights: list[float] | None = None):
     """Load (once per process) the mention classifier ``spec`` names (see :func:`classifier_path`):
     a :class:`MentionClassifier`, or a :class:`~.finetuned_classifier.FinetunedClassifier` when
-    the folder holds one; a list of specs is a :class:`ClassifierEnsemble` of them."""
+    the folder holds one; a list of specs is a :class:`ClassifierEnsemble` of them, its members
+    weighed by ``weights`` (one per spec; default equal)."""
     from .index import TerminologyError
 
+    if weights is not None and (not isinstance(spec, (list, tuple)) or len(spec) < 2):
+        raise TerminologyError(f"ensemble weights need a list of 2 or more classifiers, not {spec!r}")
     if isinstance(spec, (list, tuple)):
         if len(spec) == 1:
             return load_classifier(spec[0])
         if len(spec) == 0 or len(set(spec)) != len(spec):
             raise TerminologyError(f"a classifier ensemble names at least 2 different classifiers, not {list(spec)}")
-        return ClassifierEnsemble([load_classifier(s) for s in spec], list(spec))
+        if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != len(spec)):
+            raise TerminologyError(f"ensemble weights: one per classifier ({len(spec)}), not {weights!r}")
+        members = [load_classifier(s) for s in spec]
+        try:
+            return ClassifierEnsemble(members, list(spec), weights=list(weights) if weights is not None else None)
+        except ValueError as e:
+            raise TerminologyError(str(e)) from e
     path = classifier_path(spec)
     if not (path / "meta.json").is_file():
         build = BUILD.get(spec) or ("`medtext train linker-clf --out " + (

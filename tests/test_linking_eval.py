@@ -274,6 +274,15 @@ def test_cli_classifier_option(tmp_path, medtext_home):
     r = json.loads(out.read_text())
     assert r["classifier"] == [str(a), str(b)] and r["linker"]["classifier"] == f"{a} + {b}"
     assert r["top1"]["accuracy"] == 1.0 and "+ classifier" in res.output
+    assert r["linker"]["ensemble_weights"] == [0.5, 0.5] and "members weighed 0.5 / 0.5" in res.output
+    # --ensemble-weight, one per --classifier, as the trf preset's ensemble_weights
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--json", str(out),
+                                   "--classifier", str(a), "--classifier", str(b),
+                                   "--ensemble-weight", "0.65", "--ensemble-weight", "0.35"])
+    assert res.exit_code == 0 and json.loads(out.read_text())["linker"]["ensemble_weights"] == [0.65, 0.35], res.output
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext",
+                                   "--classifier", str(a), "--classifier", str(b), "--ensemble-weight", "1"])
+    assert res.exit_code == 2 and "one per classifier (2)" in res.output, res.output
     res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext",
                                    "--classifier", str(tmp_path / "none")])
     assert res.exit_code != 0 and "no mention classifier here" in res.output
@@ -398,3 +407,5 @@ def test_benchmark_measures_the_presets_linking_settings():
         dense = {k: linker.get(k) for k in bench.TRF_LINKING}
         assert (dense == bench.TRF_LINKING and linker["bi_encoder"] == "index") \
             if preset == "trf" else linker["bi_encoder"] is None, preset
+        # the trf preset's ensemble weights are the ones its -exs-clf-ens configurations use
+        assert linker.get("ensemble_weights") == (bench.TRF_ENSEMBLE_WEIGHTS if preset == "trf" else None), preset

@@ -480,6 +480,51 @@ def test_classifier_ensemble_averages_over_the_union_of_classes(clf, medtext_hom
         nlp.add_pipe("medtext_linker", name="l2", config={"classifier": [str(a), str(tmp_path / "none")]})
 
 
+def test_ensemble_weights_weigh_the_members_log_probabilities(clf, medtext_home, tmp_path):
+    """ensemble_weights: each member's log-probabilities times its weight (scaled to sum 1) before
+    the geometric mean; [1, 0] is the first member alone; bad weights are clear errors."""
+    import spacy
+
+    from medtext.errors import ConfigError
+
+    other = MentionClassifier.train([r for r in TRAIN if r[2] != "d4104"] + [
+        ("bed>w/c transfer SBA", "icf", "d4200"), ("stand pivot transfer to BSC min A", "icf", "d4200")],
+        min_df=1, steps=200, seed=0)
+    a, b = clf.save(tmp_path / "a"), other.save(tmp_path / "b")
+    texts = ["sit<>stand from w/c, CGA", "squat pivot transfer bed>w/c", "amb 80 ft FWW, SBA"]
+    equal, weighed = load_classifier([str(a), str(b)]), load_classifier([str(a), str(b)], weights=[1.3, 0.7])
+    assert equal.meta["weights"] == [0.5, 0.5] and weighed.meta["weights"] == [0.65, 0.35]
+    ma, mb = weighed.members
+    pa, pb = ma.predict_proba(texts), mb.predict_proba(texts)
+    want = numpy.zeros((3, len(weighed.classes)))
+    for k, (_, code) in enumerate(weighed.classes):
+        a_ = pa[:, ma.class_index[("icf", code)]] if ("icf", code) in ma.class_index else pa.min(axis=1)
+        b_ = pb[:, mb.class_index[("icf", code)]] if ("icf", code) in mb.class_index else pb.min(axis=1)
+        want[:, k] = a_ ** 0.65 * b_ ** 0.35
+    p = weighed.predict_proba(texts)
+    assert numpy.allclose(p, want / want.sum(axis=1, keepdims=True), atol=1e-5)
+    assert not numpy.allclose(p, equal.predict_proba(texts), atol=1e-3)  # the weights change the mean
+    # the first member alone: its probabilities over its classes (0 for the class only b has, renormalised)
+    alone = load_classifier([str(a), str(b)], weights=[1, 0]).predict_proba(texts)
+    cols = [weighed.class_index[c] for c in ma.classes]
+    assert numpy.allclose(alone[:, cols] / alone[:, cols].sum(axis=1, keepdims=True), pa, atol=1e-5)
+    for bad, msg in (([1.0], "one per classifier"), ([0, 0], "not all 0"), ([1, -1], ">= 0"),
+                     ([1, float("nan")], ">= 0"), ([True, 1], ">= 0")):
+        with pytest.raises(TerminologyError, match=msg):
+            load_classifier([str(a), str(b)], weights=bad)
+    with pytest.raises(TerminologyError, match="2 or more classifiers"):
+        load_classifier(str(a), weights=[1.0])
+    # in the component's config; the linker's description and the record's model id name them
+    nlp = spacy.blank("en")
+    comp = nlp.add_pipe("medtext_linker", config={"classifier": [str(a), str(b)], "ensemble_weights": [0.65, 0.35]})
+    assert comp.linker.describe()["ensemble_weights"] == [0.65, 0.35]
+    assert comp.model_id.endswith("+ensemble_weights=0.65&0.35")
+    with pytest.raises(ConfigError, match="ensemble_weights weighs the classifiers of a list"):
+        nlp.add_pipe("medtext_linker", name="l2", config={"classifier": str(a), "ensemble_weights": [1.0]})
+    with pytest.raises(ConfigError, match="l3.classifier: ensemble weights"):
+        nlp.add_pipe("medtext_linker", name="l3", config={"classifier": [str(a), str(b)], "ensemble_weights": [1.0]})
+
+
 def test_classifier_prior_divides_by_class_frequencies(medtext_home, tmp_path, caplog):
     """classifier_prior = tau: the classifier's probabilities over its route are divided by the
     classes' training frequencies to the power tau and renormalised (logit adjustment)."""
