@@ -340,10 +340,10 @@ class ClassifierEnsemble:
             raise ValueError("an ensemble needs at least 2 classifiers")
         if weights is None:
             weights = [1.0] * len(members)
-        if len(weights) != len(members) or any(
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(members) or any(
                 isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
                 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"ensemble weights are {len(members)} numbers >= 0, one per classifier, "
+            raise ValueError(f"ensemble weights: one per classifier ({len(members)}), numbers >= 0, "
                              f"not all 0 (got {weights!r})")
         self.weights = numpy.asarray(weights, dtype=numpy.float64) / sum(weights)
         self.members = members
@@ -432,11 +432,9 @@ def load_classifier(spec: str | list[str], weights: list[float] | None = None):
             return load_classifier(spec[0])
         if len(spec) == 0 or len(set(spec)) != len(spec):
             raise TerminologyError(f"a classifier ensemble names at least 2 different classifiers, not {list(spec)}")
-        if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != len(spec)):
-            raise TerminologyError(f"ensemble weights: one per classifier ({len(spec)}), not {weights!r}")
         members = [load_classifier(s) for s in spec]
         try:
-            return ClassifierEnsemble(members, list(spec), weights=list(weights) if weights is not None else None)
+            return ClassifierEnsemble(members, list(spec), weights=weights)
         except ValueError as e:
             raise TerminologyError(str(e)) from e
     path = classifier_path(spec)
