@@ -221,6 +221,8 @@ def linking(
         if given:
             _fail(f"--preset sets the linker as the preset does; drop {', '.join(given)}, or drop --preset and set "
                   "the linker with the options")
+    if ensemble_weight and not classifier:
+        _fail("--ensemble-weight weighs the --classifier options: give two or more --classifier")
     per_label = label_values(nil_threshold_for, "--nil-threshold-for")
     tfidf = label_values(example_tfidf_for, "--example-tfidf-for")
     dense_by_label = label_values(dense_weight_for, "--dense-weight-for")

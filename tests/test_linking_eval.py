@@ -283,6 +283,8 @@ def test_cli_classifier_option(tmp_path, medtext_home):
     res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext",
                                    "--classifier", str(a), "--classifier", str(b), "--ensemble-weight", "1"])
     assert res.exit_code == 2 and "one per classifier (2)" in res.output, res.output
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--ensemble-weight", "1"])
+    assert res.exit_code == 2 and "give two or more --classifier" in res.output, res.output
     res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext",
                                    "--classifier", str(tmp_path / "none")])
     assert res.exit_code != 0 and "no mention classifier here" in res.output
