@@ -44,6 +44,10 @@ helped the lexical presets on the team's dev notes and case reports, not the ``t
 mention with the words a machine translation from Spanish renders literally replaced by the
 standard term ("measurement of arterial tension" -> "measurement of blood pressure"; the team's
 table, ``terminologies/data/translation_calques.tsv``; docs/linking.md, experiment (23)).
+``narrower`` (``["PROCEDURE"]`` in every preset; ``true``: the SNOMED CT labels; default none) lets
+those labels' mentions read the default index's specific procedures named under the GPS concept that
+is the same procedure without the detail they add ("transjugular liver biopsy" under Biopsy of liver;
+the team's ``terminologies/data/procedure_narrower.tsv``; docs/linking.md, experiments (30), (31)).
 ``prior_weight`` adds weight x log(1 + the number of ``examples`` coded with the concept) to each
 candidate's score, so among near-equal candidates the concepts annotators choose often go first
 (a number for every label or a map from label to weight; 0, the default: none; the ``trf`` preset
@@ -78,7 +82,7 @@ class EntityLinker:
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, expand_abbreviations: bool | list[str] = False,
                  prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False,
-                 ensemble_weights: list[float] | None = None):
+                 ensemble_weights: list[float] | None = None, narrower: bool | list[str] = False):
         from medtext.errors import ConfigError, InputError
         from medtext.terminologies.default import default_index_dir
         from medtext.terminologies.index import ConceptIndex, TerminologyError
@@ -128,7 +132,7 @@ class EntityLinker:
                                  dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                                  classifier_prior=classifier_prior,
                                  expand_abbreviations=expand_abbreviations, prior_weight=prior_weight,
-                                 calques=calques)
+                                 calques=calques, narrower=narrower)
         except TerminologyError as e:
             raise ConfigError(f"{name}: {e}") from e
         self.index_path = str(path)
@@ -192,7 +196,7 @@ class EntityLinker:
                     "classifier_weight": 0.5, "nil_thresholds": None, "example_tfidf_weight": 0.5,
                     "dense_weights": None, "substitution_penalty": None, "classifier_prior": 0.0,
                     "expand_abbreviations": False, "prior_weight": 0.0, "calques": False,
-                    "ensemble_weights": None},
+                    "ensemble_weights": None, "narrower": False},
 )
 def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | None,
                 cross_encoder: str | None, routes: dict | None, candidates: int, top: int,
@@ -205,7 +209,7 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                 substitution_penalty: float | dict[str, float] | None,
                 classifier_prior: float, expand_abbreviations: bool | list[str],
                 prior_weight: float | dict[str, float], calques: bool | list[str],
-                ensemble_weights: list[float] | None) -> EntityLinker:
+                ensemble_weights: list[float] | None, narrower: bool | list[str]) -> EntityLinker:
     return EntityLinker(nlp, name, index=index, bi_encoder=bi_encoder, cross_encoder=cross_encoder,
                         routes=routes, candidates=candidates, top=top, rerank_top=rerank_top,
                         dense_weight=dense_weight, nil_threshold=nil_threshold,
@@ -215,7 +219,8 @@ def make_linker(nlp: Language, name: str, index: str | None, bi_encoder: str | N
                         nil_thresholds=nil_thresholds, example_tfidf_weight=example_tfidf_weight,
                         dense_weights=dense_weights, substitution_penalty=substitution_penalty,
                         classifier_prior=classifier_prior, expand_abbreviations=expand_abbreviations,
-                        prior_weight=prior_weight, calques=calques, ensemble_weights=ensemble_weights)
+                        prior_weight=prior_weight, calques=calques, ensemble_weights=ensemble_weights,
+                        narrower=narrower)
 
 
 def linker_from_preset(preset: str, **overrides):

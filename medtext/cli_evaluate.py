@@ -308,7 +308,8 @@ def _linker_summary(d: dict, examples: list[str] | None, classifier: list[str] |
     prior = d["prior_weight"]  # a number for every label or a map from label to weight
     if prior:
         how += " + prior " + (", ".join(f"{k} {v}" for k, v in prior.items()) if isinstance(prior, dict) else str(prior))
-    for key, what in (("expand_abbreviations", "abbreviations spelt out"), ("calques", "literal translations replaced")):
+    for key, what in (("expand_abbreviations", "abbreviations spelt out"), ("calques", "literal translations replaced"),
+                      ("narrower", "narrower procedures read")):
         if d.get(key):
             how += f" + {what} for {', '.join(d[key])}"
     if d["classifier"]:

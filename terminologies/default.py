@@ -24,6 +24,9 @@ Inputs (see ../shared/assets/SOURCES.md and project.yml for sources and licences
 - Synonyms of GPS procedures and regimes ("palatoplasty", "total knee arthroplasty"), which the
   GPS names once each, written by the team (``terminologies/data/procedure_synonyms.tsv``;
   linking only, source ``medtext-syn``).
+- Specific procedures the GPS lacks, named under the GPS concept that is the same procedure
+  without the detail they add ("transjugular liver biopsy" under Biopsy of liver), written by the
+  team (``terminologies/data/procedure_narrower.tsv``; linking only, source ``medtext-narrow``).
 - Lay vocabulary: lay terms and definitions written by the team
   (``terminologies/data/lay_definitions_*.tsv``), HPO layperson synonyms, and the Vanderbilt
   clinical abbreviation senses (all kept in the abbreviations table; a short form also becomes
@@ -379,6 +382,33 @@ def build_default(assets: Path | None = None) -> TerminologyData:
                 raise TerminologyError(f"{row['synonym']!r} is the GPS name of {other}, not a synonym of "
                                        f"{row['code']}", f, n)
             linking_only(row["code"], row["synonym"], "synonym", "medtext-syn")
+    # Specific procedures the GPS lacks, named under the GPS concept that is the same procedure
+    # without the detail they add, as the coding guidelines code them ("transjugular liver biopsy"
+    # -> Biopsy of liver), written by the team (linking only). A name the index already gives
+    # another concept stays that concept's.
+    named: dict[str, set[str]] = {}
+    for s in data.synonyms:
+        if s["system"] == "snomed":
+            named.setdefault(normalize(s["term"]), set()).add(s["code"])
+    under: dict[str, tuple[str, Path, int]] = {}  # a narrower name -> the concept it was put under
+    taken = []
+    for f in _team_files("procedure_narrower"):
+        for n, row in read_tsv(f, ("code", "term", "narrower")):
+            _check_gps_term(gps, row["code"], row["term"], f, n)
+            key = normalize(row["narrower"])
+            if not key:
+                raise TerminologyError(f"no narrower procedure given for {row['code']} {row['term']!r}", f, n)
+            first = under.setdefault(key, (row["code"], f, n))
+            if first[0] != row["code"]:
+                raise TerminologyError(f"{row['narrower']!r} is put under {first[0]} ({first[1].name}:{first[2]}) "
+                                       f"and under {row['code']}", f, n)
+            if named.get(key, {row["code"]}) - {row["code"]}:
+                taken.append(f"{row['narrower']!r} ({f.name}:{n})")
+                continue
+            linking_only(row["code"], row["narrower"], "synonym", "medtext-narrow")
+    if taken:  # a newer source names them now
+        log.warning("%d narrower procedure names are already names of other concepts and are skipped (e.g. %s)",
+                    len(taken), taken[0])
     return data
 
 

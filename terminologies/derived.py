@@ -26,7 +26,7 @@ itself, with four rules:
 
 The default index adds them as ``synonym`` rows with source ``derived``; the linker reads
 them, the NER terminology matcher and the lay vocabulary do not (:data:`LINKING_ONLY_SOURCES`,
-which also holds the team's non-English abbreviations and procedure synonyms).
+which also holds the team's non-English abbreviations, procedure synonyms and narrower procedures).
 
 :func:`americanize` maps British spellings to American ones word by word ("haemodialysis" ->
 "hemodialysis", "oesophagectomy", "anaesthesia", "tumour", "catheterisation"); the lexical
@@ -39,10 +39,11 @@ from __future__ import annotations
 import re
 
 # synonym sources only the linker reads: procedure short forms derived from names ("puncture",
-# "anesthesia") and non-English abbreviations ("TC", "RM", "PL") in the default index. The NER
+# "anesthesia"), non-English abbreviations ("TC", "RM", "PL") and the team's procedure synonyms and
+# narrower procedures in the default index. The NER
 # matcher and the lay vocabulary skip them: as entity surface forms they would be new to the NER
 # and often ambiguous in English notes
-LINKING_ONLY_SOURCES = frozenset({"derived", "medtext-intl", "medtext-syn"})
+LINKING_ONLY_SOURCES = frozenset({"derived", "medtext-intl", "medtext-syn", "medtext-narrow"})
 
 # organ (as SNOMED CT names it, lower case) -> combining form
 ROOTS = {

@@ -26,6 +26,11 @@ Three stages, each optional after the first:
    machine translation from Spanish renders literally replaced by the standard term ("arterial
    tension" -> "blood pressure", "cardiac catheterism" -> "cardiac catheterization";
    :func:`load_calques`, :meth:`Linker.decalqued`), after any abbreviations are spelt out.
+   ``narrower`` (labels, or true: the SNOMED CT labels; PROCEDURE in every preset since
+   2026-12-06) lets those labels' mentions read the index's narrower procedure names (source
+   ``medtext-narrow``: "transjugular liver biopsy" under Biopsy of liver); for the other labels
+   the linker ranks exactly as over an index without them (a lexical retriever of its own, and
+   the rows left out of the dense search).
    String scores of the labels in ``substitution_penalty`` (default: the SNOMED CT labels) are
    lowered when a word of the mention stands where the name has another (``SUBSTITUTION_PENALTIES``).
 3. **Re-ranking.** A cross-encoder (sentence-transformers ``CrossEncoder``, trained by
@@ -103,6 +108,9 @@ SHORT_FORM_CHARS = 6
 # literal_english, standard_english; written by the team, see docs/linking.md, experiment (23)
 CALQUES_FILE = Path(__file__).parent / "data" / "translation_calques.tsv"
 CALQUE_COLUMNS = ("spanish", "literal_english", "standard_english")
+# the default index's source of specific procedures named under their nearest GPS concept
+# (``narrower``; terminologies/data/procedure_narrower.tsv, docs/linking.md, experiments (30), (31))
+NARROWER_SOURCE = "medtext-narrow"
 _WORD = re.compile(r"[a-z0-9]+")
 _ANY_WORD = re.compile(r"[A-Za-z0-9]+")
 _CAPS_WORD = re.compile(r"(?<![A-Za-z0-9])[A-Z0-9]+(?![A-Za-z0-9])")
@@ -257,7 +265,8 @@ class Linker:
                  substitution_penalty: float | dict[str, float] | None = None,
                  classifier_prior: float = 0.0, dense_variant: bool = False,
                  expand_abbreviations: bool | list[str] = False,
-                 prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False):
+                 prior_weight: float | dict[str, float] = 0.0, calques: bool | list[str] = False,
+                 narrower: bool | list[str] = False):
         self.index = index
         self.routes = routes if routes is not None else ROUTES
         self.n_candidates = candidates
@@ -296,6 +305,9 @@ class Linker:
             alts = [r"\s+".join(map(re.escape, k.split())) for k in sorted(self.calques, key=len, reverse=True)]
             self._calque_re = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(alts) + r")(?:e?s)?(?![A-Za-z0-9])",
                                          re.IGNORECASE)
+        # the labels whose mentions read the index's narrower procedure names (source NARROWER_SOURCE,
+        # the team's procedure_narrower.tsv); for the others those rows are not there
+        self.narrower_labels = _label_list(narrower, "narrower", index.path)
         self.use_context = use_context
         self.device = device
         self.batch_size = batch_size
@@ -319,6 +331,16 @@ class Linker:
         order = numpy.argsort(self.row_concept, kind="stable")
         bounds = numpy.searchsorted(self.row_concept[order], numpy.arange(len(self.c_code) + 1))
         self.concept_rows = [order[bounds[i]:bounds[i + 1]] for i in range(len(self.c_code))]
+        # synonym rows of narrower procedures (read only by the labels of ``narrower``)
+        syn = index.tables["synonyms"]
+        self.row_narrower = numpy.array(
+            [s == NARROWER_SOURCE for s in syn.column("source").to_pylist()], dtype=bool) \
+            if "source" in syn.column_names else numpy.zeros(len(self.row_concept), dtype=bool)
+        if len(self.row_narrower) != len(self.row_concept):
+            raise TerminologyError("the index's synonym table changed while loading it", index.path)
+        self._row_allowed = ~self.row_narrower  # what the other labels read
+        self._plain_rows = numpy.flatnonzero(self._row_allowed)
+        self._lexical_plain = None  # their lexical retriever, built when first needed
         self._pref_norms: dict[int, str] = {}
         self._route_concepts: dict[str, numpy.ndarray] = {}
         self._route_rows: dict[str, numpy.ndarray] = {}
@@ -364,6 +386,26 @@ class Linker:
     def dense_w(self, label: str) -> float:
         """The weight of the cosine in ``label``'s fused score; 0: linked lexically."""
         return 0.0 if self.bi_model is None else self.dense_weights.get(label, self.dense_weight)
+
+    def rows_read(self, label: str) -> numpy.ndarray | None:
+        """Mask over synonym rows that ``label``'s mentions read (None: all of them): every row but
+        the narrower procedure names, which only the labels of ``narrower`` read."""
+        return None if label in self.narrower_labels or not self.row_narrower.any() else self._row_allowed
+
+    def _lexical_for(self, label: str) -> LexicalRetriever:
+        """The lexical retriever over the rows ``label`` reads (the index's own row numbers are
+        ``_plain_rows[row]`` when it is not the full one)."""
+        if self.rows_read(label) is None:
+            return self.lexical
+        if self._lexical_plain is None:
+            self._lexical_plain = LexicalRetriever.from_index(self.index, rows=self._plain_rows)
+        return self._lexical_plain
+
+    def concept_rows_read(self, c: int, label: str) -> numpy.ndarray:
+        """Concept ``c``'s synonym rows that ``label``'s mentions read."""
+        rr = self.concept_rows[c]
+        read = self.rows_read(label)
+        return rr if read is None else rr[read[rr]]
 
     # --- setup -----------------------------------------------------------------------------
     def _setup_dense(self, bi_encoder: str) -> None:
@@ -551,8 +593,9 @@ class Linker:
             if not cm.any() and (systems | {k[0] for k in kinds}) & set(self.c_system):
                 log.warning("no concept of the index matches the %s route %s (an index built by an older "
                             "medtext? rebuild it: `medtext terminology build default`)", label, allowed)
+            read = self.rows_read(label)
             self._route_rows[label] = numpy.flatnonzero(
-                (self.row_concept >= 0) & cm[numpy.maximum(self.row_concept, 0)])
+                (self.row_concept >= 0) & cm[numpy.maximum(self.row_concept, 0)] & (True if read is None else read))
         return self._route_concepts[label]
 
     # --- abbreviations in longer mentions ----------------------------------------------------
@@ -563,7 +606,8 @@ class Linker:
             short: dict[str, list[int]] = {}
             for r, n in enumerate(self.lexical.norm):
                 c = int(self.row_concept[r])
-                if c >= 0 and 2 <= len(n) <= SHORT_FORM_CHARS and _WORD.fullmatch(n) and n != self._pref_norm(c):
+                if c >= 0 and not self.row_narrower[r] and 2 <= len(n) <= SHORT_FORM_CHARS and _WORD.fullmatch(n) \
+                        and n != self._pref_norm(c):
                     cs = short.setdefault(n, [])
                     if c not in cs:
                         cs.append(c)
@@ -672,8 +716,10 @@ class Linker:
             for form, weight in forms:
                 got: dict[int, tuple[float, str]] = {}
                 for system in sorted(systems):
-                    rows, scores = self.lexical.search_rows(form, k=self.n_candidates * 4, system=system,
+                    rows, scores = self._lexical_for(mentions[i].label).search_rows(form, k=self.n_candidates * 4, system=system,
                                                             penalty=self.penalty(mentions[i].label))
+                    if self.rows_read(mentions[i].label) is not None:
+                        rows = self._plain_rows[rows]  # the plain retriever's rows -> the index's
                     cs = self.row_concept[rows]
                     for j in numpy.flatnonzero((cs >= 0) & mask[numpy.maximum(cs, 0)]).tolist():
                         if len(got) >= self.n_candidates * 2:
@@ -735,7 +781,7 @@ class Linker:
                     # the query's vector, and the variant's scaled by VARIANT_WEIGHT: one product for both
                     q = qv[qrow[i]] if i not in vrow else numpy.stack([qv[qrow[i]], VARIANT_WEIGHT * vv[vrow[i]]], 1)
                     for c in missing:
-                        rr = self.concept_rows[c]
+                        rr = self.concept_rows_read(c, mentions[i].label)
                         pools[i][c].dense = float(
                             (numpy.asarray(self.index.embeddings[rr], dtype="float32") @ q).max()) if len(rr) else 0.0
         # fill lexical scores of dense-only candidates, fuse, rank
@@ -753,9 +799,11 @@ class Linker:
                         factor = 1 - pen * self.lexical.aligner.substituted(q)
                         if qe:
                             factor_e = 1 - pen * self.lexical.aligner.substituted(qe)
-                    cand.lexical = self._lexical_score(q, c, factor)
+                    label = mentions[i].label
+                    cand.lexical = self._lexical_score(q, c, factor, label)
                     if qe:
-                        cand.lexical = max(cand.lexical, round(VARIANT_WEIGHT * self._lexical_score(qe, c, factor_e), 4))
+                        cand.lexical = max(cand.lexical,
+                                           round(VARIANT_WEIGHT * self._lexical_score(qe, c, factor_e, label), 4))
                 cand.score = wd * cand.dense + (1 - wd) * cand.lexical if wd > 0 else cand.lexical
                 cand.score = max(cand.score, cand.example)
             pw = self.prior_w(mentions[i].label)
@@ -946,11 +994,11 @@ class Linker:
         return Candidate(self.c_system[c], self.c_code[c], self.c_term[c], self.c_kind[c], 0.0,
                          lexical=lexical, dense=dense, matched=matched)
 
-    def _lexical_score(self, q: str, c: int, factor: numpy.ndarray | None) -> float:
-        """:func:`.retrieval.fuzzy_score` of concept ``c``'s best synonym; ``factor``: per synonym,
-        1 - penalty x the query's share of swapped words (None: no penalty)."""
+    def _lexical_score(self, q: str, c: int, factor: numpy.ndarray | None, label: str) -> float:
+        """:func:`.retrieval.fuzzy_score` of concept ``c``'s best synonym that ``label`` reads;
+        ``factor``: per synonym, 1 - penalty x the query's share of swapped words (None: no penalty)."""
         best = 0.0
-        for r in self.concept_rows[c]:
+        for r in self.concept_rows_read(c, label):
             n = self.lexical.norm[r]
             if n == q:
                 return 1.0
@@ -975,4 +1023,5 @@ class Linker:
                 "dense_variant": self.dense_variant if self.bi_model is not None else None,
                 "expand_abbreviations": sorted(self.expand_labels),
                 "calques": sorted(self.calque_labels),
+                "narrower": sorted(self.narrower_labels),
                 "prior_weight": self.prior_weight}

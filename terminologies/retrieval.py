@@ -321,14 +321,18 @@ class LexicalRetriever:
         return americanize(normalize(text))
 
     @classmethod
-    def from_index(cls, index) -> "LexicalRetriever":
+    def from_index(cls, index, rows: numpy.ndarray | None = None) -> "LexicalRetriever":
+        """Over the index's synonyms, or only the synonym ``rows`` given (then row ``j`` of the
+        retriever is the index's synonym ``rows[j]``)."""
         syn = index.tables["synonyms"]
         con = index.tables["concepts"]
         concept_terms = {(s, c): (t, k) for s, c, t, k in zip(
             con.column("system").to_pylist(), con.column("code").to_pylist(),
             con.column("term").to_pylist(), con.column("kind").to_pylist())}
-        return cls(syn.column("system").to_pylist(), syn.column("code").to_pylist(),
-                   syn.column("term").to_pylist(), syn.column("type").to_pylist(), concept_terms)
+        cols = [syn.column(k).to_pylist() for k in ("system", "code", "term", "type")]
+        if rows is not None:
+            cols = [[col[r] for r in rows.tolist()] for col in cols]
+        return cls(*cols, concept_terms)
 
     def singular(self, word: str) -> str:
         """A plural word's singular when the index knows it as a word ("legs" -> "leg",

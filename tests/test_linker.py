@@ -169,6 +169,38 @@ def test_calques_replace_literal_translations(medtext_home, tmp_path):
             Linker(ix, bi_encoder=None, calques=bad)
 
 
+def test_narrower_procedures_for_their_labels_only(medtext_home):
+    """narrower (the presets: PROCEDURE): the default index's specific procedures named under
+    their nearest GPS concept (procedure_narrower.tsv) are read for those labels' mentions; for the
+    others, and with narrower off, the linker ranks exactly as over an index without them."""
+    ix = ConceptIndex.load(default_index_dir())
+    off, on = Linker(ix, bi_encoder=None), Linker(ix, bi_encoder=None, narrower=["PROCEDURE"])
+    ms = [Mention("transjugular liver biopsy", "PROCEDURE"), Mention("radical cystoprostatectomy", "PROCEDURE"),
+          Mention("transjugular liver biopsy", "TEST"), Mention("chest pain", "PROBLEM")]
+    got, before = on.link(ms), off.link(ms)
+    assert [(r.best.code, r.best.score, r.best.matched) for r in got[:2]] == [
+        ("86259008", 1.0, "transjugular liver biopsy"), ("63016009", 1.0, "radical cystoprostatectomy")]
+    assert before[0].best.code != "86259008" or before[0].best.score < 1.0
+    for a, b in ((got[2], before[2]), (got[3], before[3])):  # TEST and PROBLEM: as with narrower off
+        assert [(c.code, c.score, c.matched) for c in a.candidates] == [(c.code, c.score, c.matched) for c in b.candidates]
+    # off, the narrower names are not there at all: the same candidates as over the index without them
+    import pyarrow.compute as pc
+
+    from medtext.terminologies.linking import NARROWER_SOURCE
+
+    syn = ix.tables["synonyms"]
+    plain = ConceptIndex.load(default_index_dir())
+    plain.tables["synonyms"] = syn.filter(pc.not_equal(syn.column("source"), NARROWER_SOURCE))
+    assert len(plain.tables["synonyms"]) < len(syn)
+    bare = Linker(plain, bi_encoder=None, narrower=["PROCEDURE"]).link(ms)
+    for a, b in zip(before, bare):
+        assert [(c.code, c.score, c.matched) for c in a.candidates] == [(c.code, c.score, c.matched) for c in b.candidates]
+    assert on.describe()["narrower"] == ["PROCEDURE"] and off.describe()["narrower"] == []
+    for bad in ("yes", ["TEST", 3]):
+        with pytest.raises(TerminologyError, match="narrower"):
+            Linker(ix, bi_encoder=None, narrower=bad)
+
+
 def test_nil_thresholds_by_label_and_example_tfidf_weight(medtext_home):
     """A label's own NIL threshold; the examples' TF-IDF term for the labels given only."""
     ix = ConceptIndex.load(default_index_dir())

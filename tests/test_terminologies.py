@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from medtext.cli import app
 from medtext.terminologies.claml import import_claml
 from medtext.terminologies.csv_import import import_csv
-from medtext.terminologies.index import (ConceptIndex, TerminologyData, TerminologyError,
+from medtext.terminologies.index import (ConceptIndex, TerminologyData, TerminologyError, normalize,
                                         read_index_data, write_index)
 from medtext.terminologies.obo import import_obo
 from medtext.terminologies.rf2 import import_rf2
@@ -552,6 +552,10 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     derived = {(s["code"], s["term"]) for s in syn if s["source"] == "derived"}
     intl = {(s["code"], s["term"], s["lang"]) for s in syn if s["source"] == "medtext-intl"}
     team = {(s["code"], s["term"]) for s in syn if s["source"] == "medtext-syn"}  # procedure_synonyms.tsv
+    narrower = {(s["code"], s["term"]) for s in syn if s["source"] == "medtext-narrow"}  # procedure_narrower.tsv
+    # no narrower name is another SNOMED CT name (ICF's "gait training" is another route)
+    assert narrower and not {normalize(t) for _, t in narrower} & {
+        normalize(s["term"]) for s in syn if s["source"] != "medtext-narrow" and s["system"] == "snomed"}
     assert ("234890003", "palatoplasty") in team and ("609588000", "total knee arthroplasty") in team
     assert ("24139008", "cystoscopy") in derived and ("48387007", "tracheotomy") in derived
     assert ("77477000", "TC", "es") in intl and ("113091000", "IRM", "fr") in intl
@@ -580,7 +584,7 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     syn_t = pq.read_table(plain / "synonyms.parquet")
     keep = pc.invert(pc.is_in(syn_t.column("source"), value_set=pa.array(sorted(LINKING_ONLY_SOURCES))))
     pq.write_table(syn_t.filter(keep), plain / "synonyms.parquet")
-    assert len(syn_t) - len(syn_t.filter(keep)) == len(derived) + len(intl) + len(team)
+    assert len(syn_t) - len(syn_t.filter(keep)) == len(derived) + len(intl) + len(team) + len(narrower)
     assert TerminologyMatcher(nlp, plain).concepts == matcher.concepts
     # ... and every other row is what the build gives without them (none replaced, none moved)
     import medtext.terminologies.default as default_mod
@@ -589,14 +593,15 @@ def test_default_index_derived_and_intl_rows_link_but_do_not_match(default_index
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(default_mod, "derive_procedure_synonyms", lambda term: [])
         mp.setattr(default_mod, "_team_files",
-                   lambda p: [] if p in ("abbreviations_intl", "procedure_synonyms") else team_files(p))
+                   lambda p: [] if p in ("abbreviations_intl", "procedure_synonyms", "procedure_narrower")
+                   else team_files(p))
         without = default_mod.build_default(SHARED_ASSETS)
     without.dedupe()
     row = lambda r: (r["system"], r["code"], r["term"], r["type"], r["source"])  # noqa: E731
     assert {row(r) for r in syn_t.filter(keep).to_pylist()} == {row(r) for r in without.synonyms}
     lay, lay_plain = LayVocabulary(default_index), LayVocabulary(plain)
     assert (lay.lay, lay.by_term, lay.names) == (lay_plain.lay, lay_plain.by_term, lay_plain.names)
-    assert {"derived", "medtext-intl", "medtext-syn"} <= LINKING_ONLY_SOURCES
+    assert {"derived", "medtext-intl", "medtext-syn", "medtext-narrow"} <= LINKING_ONLY_SOURCES
 
 
 def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, tmp_path, monkeypatch):
@@ -654,6 +659,34 @@ def test_default_index_skips_the_reviewed_wrong_cross_references(default_index, 
                         "'Total knee replacement' is the GPS name of 609588000"),
                        ("234890003\tRepair of cleft palate\t ", "no synonym given for 234890003")):
         refused("procedure_synonyms", "code\tterm\tsynonym", row, error)
+    # ... and the narrower procedures: the GPS's term, a name, one concept per name
+    for rows, error in ((["234890003\tCleft palate repair\tpalatoplasty with vomer flap"],
+                         "234890003 is not 'Cleft palate repair'"),
+                        (["234890003\tRepair of cleft palate\t "], "no narrower procedure given for 234890003"),
+                        (["234890003\tRepair of cleft palate\tvomer flap palatoplasty",
+                          "609588000\tTotal knee replacement\tVomer flap palatoplasty"],
+                         "'Vomer flap palatoplasty' is put under 234890003 .*and under 609588000")):
+        refused("procedure_narrower", "code\tterm\tnarrower", "\n".join(rows), error)
+
+
+def test_a_narrower_name_another_concept_has_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A narrower procedure name that the index already gives another concept (a newer source may
+    add one) stays that concept's: logged and skipped, the build goes on."""
+    import logging
+
+    import medtext.terminologies.default as default_mod
+
+    team_files = default_mod._team_files
+    f = tmp_path / "procedure_narrower_x.tsv"
+    f.write_text("code\tterm\tnarrower\n234890003\tRepair of cleft palate\ttotal knee arthroplasty\n"
+                 "234890003\tRepair of cleft palate\tvomer flap palatoplasty\n")
+    monkeypatch.setattr(default_mod, "_team_files", lambda p: [f] if p == "procedure_narrower" else team_files(p))
+    with caplog.at_level(logging.WARNING, logger="medtext.terminologies.default"):
+        data = default_mod.build_default(SHARED_ASSETS)
+    msgs = [r.getMessage() for r in caplog.records if "narrower procedure names" in r.getMessage()]
+    assert len(msgs) == 1 and msgs[0].startswith("1 ") and "procedure_narrower_x.tsv:2" in msgs[0]
+    narrow = {(s["code"], s["term"]) for s in data.synonyms if s["source"] == "medtext-narrow"}
+    assert narrow == {("234890003", "vomer flap palatoplasty")}
 
 
 def test_stale_cross_reference_exclusions_are_a_warning(tmp_path, monkeypatch, caplog):
