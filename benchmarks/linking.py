@@ -107,7 +107,10 @@ PRESET_LINKING = {"nil_thresholds": {"PROBLEM": 0.75, "TEST": 0.75, "TREATMENT":
                   "substitution_penalty": {"PROBLEM": 0.3, "TEST": 0.3, "TREATMENT": 0.3, "PROCEDURE": 0.3,
                                            "DRUG": 0.3, "ANATOMY": 0.3},
                   # words machine-translated literally from Spanish, a second form (2026-12-06, experiment 23)
-                  "calques": True}
+                  "calques": True,
+                  # narrower procedures (the team's procedure_narrower.tsv) for PROCEDURE mentions
+                  # (2026-12-06, experiments 30 and 31)
+                  "narrower": ["PROCEDURE"]}
 # the trf preset's classifier_prior (logit adjustment; chosen on a two-fold split of the ICF train
 # notes; the other presets keep 0)
 TRF_PRIOR = 1.0
