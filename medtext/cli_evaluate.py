@@ -155,6 +155,9 @@ def linking(
         None, help="LABEL=VALUE: add VALUE x log(1 + the examples coded with a concept) to its candidates' scores for "
                    "that label (repeatable; default none), as the trf preset's prior_weight (0.0075 for the SNOMED CT "
                    "labels)"),
+    narrower_for: Optional[list[str]] = typer.Option(
+        None, help="LABEL: that label's mentions also read the default index's narrower procedure names "
+                   "(repeatable; default none), as the presets' narrower (PROCEDURE)"),
     rerank_weight: float = typer.Option(0.3, help="Re-ranked score = w * cross-encoder probability + "
                                                   "(1 - w) * fused score"),
     use_context: bool = typer.Option(False, help="Give the cross-encoder the mention's sentence"),
@@ -213,7 +216,7 @@ def linking(
     if preset is not None:
         setters = ("bi_encoder", "cross_encoder", "dense_weight", "dense_weight_for", "nil_threshold",
                    "nil_threshold_for", "example_tfidf_for", "substitution_penalty_for", "prior_weight_for",
-                   "rerank_weight", "use_context", "examples", "classifier", "ensemble_weight", "classifier_weight",
+                   "narrower_for", "rerank_weight", "use_context", "examples", "classifier", "ensemble_weight", "classifier_weight",
                    "classifier_prior")
         given = ["--" + k.replace("_", "-") for k in setters
                  # by name: typer carries its own copy of click
@@ -251,7 +254,8 @@ def linking(
                             classifier_weight=classifier_weight, classifier_prior=classifier_prior,
                             nil_thresholds=per_label or None,
                             dense_weights=dense_by_label or None, substitution_penalty=penalties or None,
-                            prior_weight=priors, **({"example_tfidf_weight": tfidf} if tfidf else {}))
+                            prior_weight=priors, narrower=list(narrower_for or []),
+                            **({"example_tfidf_weight": tfidf} if tfidf else {}))
         mistakes: list | None = [] if errors_out else None
         r = evaluate_linking(linker, mentions, system="snomed" if fmt == "medprocner" else None, bootstrap=bootstrap,
                              mistakes=mistakes)

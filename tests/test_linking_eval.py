@@ -291,6 +291,29 @@ def test_cli_classifier_option(tmp_path, medtext_home):
 
 
 
+def test_cli_narrower_for(tmp_path, medtext_home):
+    """`--narrower-for PROCEDURE` lets PROCEDURE mentions read the narrower procedure names, as the
+    presets do; without it they are not read; with --preset it is refused."""
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "n1", "split": "test", "text":
+                                 "Post-op day 2 after [median sternotomy](PROCEDURE|177765008)."}) + "\n")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--json", str(out),
+                                   "--narrower-for", "PROCEDURE"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["linker"]["narrower"] == ["PROCEDURE"] and "narrower procedures read for PROCEDURE" in res.output
+    assert r["acc_covered"]["@1"] == 1.0
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--json", str(out)])
+    r = json.loads(out.read_text())
+    assert res.exit_code == 0 and r["linker"]["narrower"] == [] and r["acc_covered"]["@1"] == 0.0, res.output
+    assert "narrower procedures" not in res.output
+    res = CliRunner().invoke(app, ["evaluate", "linking", str(notes), "--format", "medtext", "--preset", "default",
+                                   "--narrower-for", "PROCEDURE"])
+    assert res.exit_code == 2 and "--narrower-for" in res.output, res.output
+
+
+
 def test_mistakes_name_each_wrong_decision():
     """evaluate_linking(mistakes=[...]) lists the wrongly decided mentions: linked to another code,
     left NIL with a gold code in the index, linked where nothing should be."""
