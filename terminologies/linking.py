@@ -336,8 +336,6 @@ class Linker:
         self.row_narrower = numpy.array(
             [s == NARROWER_SOURCE for s in syn.column("source").to_pylist()], dtype=bool) \
             if "source" in syn.column_names else numpy.zeros(len(self.row_concept), dtype=bool)
-        if len(self.row_narrower) != len(self.row_concept):
-            raise TerminologyError("the index's synonym table changed while loading it", index.path)
         self._row_allowed = ~self.row_narrower  # what the other labels read
         self._plain_rows = numpy.flatnonzero(self._row_allowed)
         self._lexical_plain = None  # their lexical retriever, built when first needed
@@ -710,15 +708,16 @@ class Linker:
         expanded = {i: e for i in routed if (e := self.expansion(queries[i], mentions[i].label))}
         for i in routed:
             mask = self.route_concepts(mentions[i].label)
+            retriever = self._lexical_for(mentions[i].label)
             systems = {r.split(":", 1)[0] for r in self.routes[mentions[i].label]}
             found: dict[int, tuple[float, str]] = {}
             forms = [(queries[i], 1.0)] + ([(expanded[i], VARIANT_WEIGHT)] if i in expanded else [])
             for form, weight in forms:
                 got: dict[int, tuple[float, str]] = {}
                 for system in sorted(systems):
-                    rows, scores = self._lexical_for(mentions[i].label).search_rows(form, k=self.n_candidates * 4, system=system,
-                                                            penalty=self.penalty(mentions[i].label))
-                    if self.rows_read(mentions[i].label) is not None:
+                    rows, scores = retriever.search_rows(form, k=self.n_candidates * 4, system=system,
+                                                         penalty=self.penalty(mentions[i].label))
+                    if retriever is not self.lexical:
                         rows = self._plain_rows[rows]  # the plain retriever's rows -> the index's
                     cs = self.row_concept[rows]
                     for j in numpy.flatnonzero((cs >= 0) & mask[numpy.maximum(cs, 0)]).tolist():
