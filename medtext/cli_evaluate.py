@@ -216,8 +216,8 @@ def linking(
     if preset is not None:
         setters = ("bi_encoder", "cross_encoder", "dense_weight", "dense_weight_for", "nil_threshold",
                    "nil_threshold_for", "example_tfidf_for", "substitution_penalty_for", "prior_weight_for",
-                   "narrower_for", "rerank_weight", "use_context", "examples", "classifier", "ensemble_weight", "classifier_weight",
-                   "classifier_prior")
+                   "narrower_for", "rerank_weight", "use_context", "examples", "classifier", "ensemble_weight",
+                   "classifier_weight", "classifier_prior")
         given = ["--" + k.replace("_", "-") for k in setters
                  # by name: typer carries its own copy of click
                  if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]

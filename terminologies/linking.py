@@ -336,8 +336,9 @@ class Linker:
         self.row_narrower = numpy.array(
             [s == NARROWER_SOURCE for s in syn.column("source").to_pylist()], dtype=bool) \
             if "source" in syn.column_names else numpy.zeros(len(self.row_concept), dtype=bool)
-        self._row_allowed = ~self.row_narrower  # what the other labels read
-        self._plain_rows = numpy.flatnonzero(self._row_allowed)
+        # what the other labels read: None when the index has no narrower rows (every label reads all)
+        self._row_allowed = ~self.row_narrower if self.row_narrower.any() else None
+        self._plain_rows = numpy.flatnonzero(~self.row_narrower)
         self._lexical_plain = None  # their lexical retriever, built when first needed
         self._pref_norms: dict[int, str] = {}
         self._route_concepts: dict[str, numpy.ndarray] = {}
@@ -388,7 +389,7 @@ class Linker:
     def rows_read(self, label: str) -> numpy.ndarray | None:
         """Mask over synonym rows that ``label``'s mentions read (None: all of them): every row but
         the narrower procedure names, which only the labels of ``narrower`` read."""
-        return None if label in self.narrower_labels or not self.row_narrower.any() else self._row_allowed
+        return None if label in self.narrower_labels else self._row_allowed
 
     def _lexical_for(self, label: str) -> LexicalRetriever:
         """The lexical retriever over the rows ``label`` reads (the index's own row numbers are
