@@ -1,7 +1,9 @@
 """Entity linking accuracy and speed: MedProcNER dev (SNOMED CT procedures, English forms),
 the team's ICF test split and its held-out ICF notes, the team's SNOMED CT-coded dev and
 test notes (``corpora/snomed``) and its dev case reports in machine-translated English
-(``corpora/cases``, ``snomed-cases-dev``; since 2026-12-04), for each linker configuration.
+(``corpora/cases``, ``snomed-cases-dev``; since 2026-12-04) and those of coders who coded each
+procedure to the exact concept, NIL otherwise, as MedProcNER does (``corpora/cases_exact``,
+``snomed-exact-dev``; since 2026-12-06), for each linker configuration.
 
     python benchmarks/linking.py [--data ../shared/data] [--configs lexical,dense-base,...] [--bootstrap 1000]
                                  [--sets snomed-notes-dev,snomed-cases-dev]
@@ -138,8 +140,8 @@ def main() -> None:
                    help="Resamples of the documents for 95%% intervals (0: none)")
     args = p.parse_args()
 
-    from medtext.corpora.linking_data import (CASES_DIR, ICF_DIR, SNOMED_DIR, load_examples, read_medprocner,
-                                              read_medtext_linking)
+    from medtext.corpora.linking_data import (CASES_DIR, CASES_EXACT_DIR, ICF_DIR, SNOMED_DIR, load_examples,
+                                              read_medprocner, read_medtext_linking)
     from medtext.evaluate import evaluate_linking
     from medtext.terminologies.default import default_index_dir
     from medtext.terminologies.index import ConceptIndex, TerminologyError, embed_index
@@ -208,7 +210,10 @@ def main() -> None:
             "snomed-notes-dev": (read_medtext_linking(SNOMED_DIR, "dev"), "snomed"),
             "snomed-notes-test": (read_medtext_linking(SNOMED_DIR, "test"), "snomed"),
             # the team's 80 dev case reports (machine-translated English; the examples read the train ones)
-            "snomed-cases-dev": (read_medtext_linking(CASES_DIR, "dev"), "snomed")}
+            "snomed-cases-dev": (read_medtext_linking(CASES_DIR, "dev"), "snomed"),
+            # 80 more by coders who read no team file, each procedure coded to the GPS concept that
+            # is exactly it, else NIL (MedProcNER's convention; since 2026-12-06)
+            "snomed-exact-dev": (read_medtext_linking(CASES_EXACT_DIR, "dev"), "snomed")}
     if args.sets:
         unknown = set(args.sets.split(",")) - set(sets)
         if unknown:

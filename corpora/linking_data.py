@@ -50,6 +50,10 @@ SNOMED_DIR = Path(__file__).resolve().parent / "snomed"
 # reports, written and coded by the team (train: the examples; dev: evaluation only), see
 # corpora/GUIDELINES.md
 CASES_DIR = Path(__file__).resolve().parent / "cases"
+# the same genre written by other coders who read no team file and coded each procedure to the
+# GPS concept that is exactly it, NIL otherwise (MedProcNER's convention); dev only, never
+# examples or training data, see corpora/cases_exact/README.md
+CASES_EXACT_DIR = Path(__file__).resolve().parent / "cases_exact"
 
 
 @dataclass

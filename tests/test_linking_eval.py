@@ -206,6 +206,27 @@ def test_case_reports_are_valid(medtext_home):
     assert {t[2] for t in team_mentions(systems={"icf"})} == {"icf"}
 
 
+def test_exact_coded_case_reports_are_valid(medtext_home):
+    """The exact-coded dev case reports (``corpora/cases_exact``): dev only, PROCEDURE spans coded
+    to procedures or regimes of the default index or NIL, ids of their own, and read by no example
+    set or training run."""
+    from medtext.corpora.linking_data import (CASES_DIR, CASES_EXACT_DIR, SNOMED_DIR, TEAM_EXAMPLES,
+                                              check_linked_notes, read_linked_notes)
+    from medtext.terminologies.default import default_index_dir
+    from medtext.terminologies.index import ConceptIndex
+
+    files = sorted(CASES_EXACT_DIR.glob("*.jsonl"))
+    report = check_linked_notes(files, index=ConceptIndex.load(default_index_dir()))
+    assert report["problems"] == []
+    assert report["notes"] == 80 and report["by_split"] == {"dev": report["mentions"]} and report["mentions"] > 1300
+    assert set(report["by_chapter"]) == {"snomed:PROCEDURE"} and 500 < report["mentions"] - report["nil"] < 800
+    ids = {n.id for n in read_linked_notes(files)}
+    assert len(ids) == 80
+    for other in (CASES_DIR, SNOMED_DIR):
+        assert not ids & {n.id for n in read_linked_notes(sorted(other.glob("*.jsonl")))}
+    assert all(folder != CASES_EXACT_DIR for folder, _ in TEAM_EXAMPLES.values())
+
+
 def test_link_markup_errors(tmp_path):
     import pytest
 
