@@ -53,8 +53,9 @@ Configurations (each needs what the one before it built):
                    2026-12-02) add their classifiers as above;
 - ``dense-snomed-exs``, ``dense-snomed-exs-clf-ens`` (**the trf preset**): ``dense-base-exs``
                    with FUNCTION linked lexically (``TRF_LINKING``: ``dense_weights =
-                   {"FUNCTION": 0.0}``), all-MiniLM-L6-v2 candidates for the SNOMED CT labels
-                   (``dense_weight`` 0.8 since 2026-12-02, 0.6 before). Their ensembles
+                   {"FUNCTION": 0.0, "PROCEDURE": 0.7}``, PROCEDURE's since 2026-12-06),
+                   all-MiniLM-L6-v2 candidates for the SNOMED CT labels (``dense_weight`` 0.8 since
+                   2026-12-02, 0.6 before). Their ensembles
                    (``-exs-clf-ens``) divide by the classes' training frequencies
                    (``classifier_prior`` 1.0, the trf preset's, since 2026-12-02 *latest*) and, since
                    2026-12-06, weigh the fine-tuned member 0.65 and the n-gram one 0.35
@@ -119,9 +120,10 @@ TRF_PRIOR = 1.0
 # the trf preset's ensemble_weights: the fine-tuned member's log-probabilities weigh 0.65, the n-gram one's 0.35
 # (2026-12-06, experiment 28: chosen on two folds of the ICF train notes; equal weights until then)
 TRF_ENSEMBLE_WEIGHTS = [0.65, 0.35]
-# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8, FUNCTION lexical,
+# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8 (PROCEDURE 0.7), FUNCTION lexical,
 # and the examples' popularity prior for the SNOMED CT labels
-TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0},
+# PROCEDURE's own dense weight 0.7 (2026-12-06, experiment 33: chosen on snomed-exact-dev)
+TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0, "PROCEDURE": 0.7},
                # the popularity prior (2026-12-05, experiment 11: chosen on the team's dev case reports and notes)
                "prior_weight": {label: 0.0075 for label in ("PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG",
                                                             "ANATOMY")}}
