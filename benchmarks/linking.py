@@ -120,9 +120,9 @@ TRF_PRIOR = 1.0
 # the trf preset's ensemble_weights: the fine-tuned member's log-probabilities weigh 0.65, the n-gram one's 0.35
 # (2026-12-06, experiment 28: chosen on two folds of the ICF train notes; equal weights until then)
 TRF_ENSEMBLE_WEIGHTS = [0.65, 0.35]
-# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8 (PROCEDURE 0.7), FUNCTION lexical,
-# and the examples' popularity prior for the SNOMED CT labels
-# PROCEDURE's own dense weight 0.7 (2026-12-06, experiment 33: chosen on snomed-exact-dev)
+# what the trf preset adds: all-MiniLM-L6-v2 candidates for the SNOMED CT labels at weight 0.8 (PROCEDURE 0.7 since
+# 2026-12-06, experiment 33: chosen on snomed-exact-dev), FUNCTION lexical, and the examples' popularity prior for
+# the SNOMED CT labels
 TRF_LINKING = {"dense_weight": 0.8, "dense_weights": {"FUNCTION": 0.0, "PROCEDURE": 0.7},
                # the popularity prior (2026-12-05, experiment 11: chosen on the team's dev case reports and notes)
                "prior_weight": {label: 0.0075 for label in ("PROBLEM", "TEST", "TREATMENT", "PROCEDURE", "DRUG",
